@@ -1,0 +1,228 @@
+"""People as the store holds them: find by identity, gather the policy's facts, erase.
+
+Everything here works on keyed hashes; plaintext is read only to show it back to
+the compliance officer (`explain`, GD-3) and cleared by `forget` (ALL-4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, or_, select, update
+
+from campaigns.schema import (
+    PLAINTEXT_COLUMNS,
+    consent_records,
+    contact_sources,
+    contacts,
+    customers,
+)
+from suppression import ledger as ledger_mod
+from suppression.identity import Identity
+from suppression.keys import Hasher
+from suppression.ledger import Ledger, Status
+from suppression.policy import ConsentFacts, CustomerFacts, PersonFacts, RegisterFacts
+from suppression.register import active_snapshot, lookup
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass
+class Person:
+    """What the store holds for one identity."""
+
+    identity: Identity
+    digests: list[bytes]
+    contact: dict[str, Any] | None = None
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    consents: list[dict[str, Any]] = field(default_factory=list)
+    customer: dict[str, Any] | None = None
+
+
+def find(conn: Connection, hasher: Hasher, ident: Identity) -> Person:
+    digests = hasher.all_digests(ident.kind, ident.value)
+    column = contacts.c.email_hash if ident.kind == "email" else contacts.c.phone_hash
+    row = conn.execute(select(contacts).where(column.in_(digests))).first()
+    person = Person(ident, digests)
+    if row is None:
+        return person
+    person.contact = dict(row._mapping)
+    contact_id = person.contact["id"]
+    person.sources = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(contact_sources).where(contact_sources.c.contact_id == contact_id)
+        )
+    ]
+    person.consents = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(consent_records)
+            .where(consent_records.c.contact_id == contact_id)
+            .order_by(consent_records.c.given_at)
+        )
+    ]
+    cust = conn.execute(select(customers).where(customers.c.contact_id == contact_id)).first()
+    person.customer = dict(cust._mapping) if cust else None
+    return person
+
+
+def consent_facts(row: Mapping[str, Any]) -> ConsentFacts:
+    return ConsentFacts(
+        reference=f"consent:{row['id']}",
+        given_at=_aware(row["given_at"]),
+        channels=frozenset(c for c in str(row["channels"]).split(",") if c),
+        wording_version=row["wording_version"],
+        captured_at=row["captured_at"],
+        company_named=row["company_named"],
+        source=row["source"],
+        from_partner=bool(row["from_partner"]),
+        explicit_call_request=bool(row["explicit_call_request"]),
+        multi_company_form=bool(row["multi_company_form"]),
+    )
+
+
+def customer_facts(row: Mapping[str, Any]) -> CustomerFacts:
+    return CustomerFacts(
+        customer_id=row["customer_id"],
+        contract_active=row["contract_status"] == "active",
+        contract_end=row["contract_end"],
+        product_categories=frozenset(
+            c.strip() for c in str(row["product_categories"]).split(",") if c.strip()
+        ),
+        email_from_sale=bool(row["email_from_sale"]),
+        opt_out_offered=bool(row["opt_out_offered"]),
+    )
+
+
+def ledger_status(conn: Connection, hasher: Hasher, person: Person) -> Status:
+    """Ledger entries for every identity of the person (email, phone, name+address)."""
+    digests = list(person.digests)
+    if person.contact:
+        for col in ("email_hash", "phone_hash", "name_address_hash"):
+            if person.contact.get(col):
+                digests.append(bytes(person.contact[col]))
+    status = Status()
+    seen: set[int] = set()
+    for _digest, found in Ledger(conn, hasher).screen(set(digests)):
+        for entry in found.entries:
+            if entry.id not in seen:
+                seen.add(entry.id)
+                status.entries.append(entry)
+    status.entries.sort(key=lambda e: (e.occurred_at, e.id))
+    return status
+
+
+def facts(
+    conn: Connection, hasher: Hasher, person: Person, channel: str
+) -> tuple[PersonFacts, RegisterFacts]:
+    """The policy's input for one person on one channel."""
+    status = ledger_status(conn, hasher, person)
+    consents = tuple(consent_facts(c) for c in person.consents)
+    customer = customer_facts(person.customer) if person.customer else None
+    has_address = True
+    if person.contact is not None:
+        need = {
+            "email": "email_hash",
+            "sms": "phone_hash",
+            "call": "phone_hash",
+            "post": "name_address_hash",
+        }[channel]
+        has_address = person.contact.get(need) is not None
+    elif channel == "post" or (channel in ("sms", "call")) != (person.identity.kind == "phone"):
+        has_address = False
+    snapshot = active_snapshot(conn)
+    register = RegisterFacts(None, None)
+    if snapshot is not None:
+        register_digests = list(person.digests)
+        if person.contact and person.contact.get("name_address_hash"):
+            register_digests.append(bytes(person.contact["name_address_hash"]))
+        if person.contact and person.contact.get("phone_hash"):
+            register_digests.append(bytes(person.contact["phone_hash"]))
+        hit = lookup(conn, snapshot, register_digests)
+        register = RegisterFacts(
+            snapshot.snapshot_date,
+            snapshot.loaded_at,
+            reserved_phone=bool(hit and hit.reserved_phone),
+            reserved_post=bool(hit and hit.reserved_post),
+        )
+    person_facts = PersonFacts(
+        consents=consents, customer=customer, ledger=status, has_address=has_address
+    )
+    return person_facts, register
+
+
+def forget(
+    conn: Connection, hasher: Hasher, ident: Identity, *, actor: str, source: str = "erasure"
+) -> dict[str, int]:
+    """Erasure (GDPR art. 17, ALL-4): clear every plaintext trace, keep the no.
+
+    A ledger entry (scope all, reason erasure) is written for each of the person's
+    hashes first, so a later import of the same email or phone stays suppressed.
+    Consent records and sources are deleted; the contact row keeps only hashes.
+    """
+    person = find(conn, hasher, ident)
+    ledger = Ledger(conn, hasher)
+    keyed: list[tuple[bytes, str]] = [(person.digests[0], ident.kind)]
+    if person.contact:
+        for col, kind in (
+            ("email_hash", "email"),
+            ("phone_hash", "phone"),
+            ("name_address_hash", "name_address"),
+        ):
+            value = person.contact.get(col)
+            if value is not None and (bytes(value), kind) not in keyed:
+                keyed.append((bytes(value), kind))
+    now = datetime.now(UTC)
+    rows: list[dict[str, object]] = [
+        {
+            "key_hash": digest,
+            "key_id": hasher.key_id,
+            "identity_kind": kind,
+            "kind": "suppression",
+            "scope": "all",
+            "reason": ledger_mod.ERASURE,
+            "source": source,
+            "source_event": ledger_mod.default_event("suppression", "all", ledger_mod.ERASURE),
+            "evidence_ref": "",
+            "occurred_at": now,
+            "recorded_at": now,
+            "actor": actor,
+        }
+        for digest, kind in keyed
+    ]
+    counts = {
+        "ledger_entries_added": ledger.add_many(rows),
+        "contacts_cleared": 0,
+        "consents_deleted": 0,
+    }
+    if person.contact:
+        contact_id = person.contact["id"]
+        counts["consents_deleted"] = conn.execute(
+            delete(consent_records).where(consent_records.c.contact_id == contact_id)
+        ).rowcount
+        conn.execute(delete(contact_sources).where(contact_sources.c.contact_id == contact_id))
+        conn.execute(
+            update(customers)
+            .where(customers.c.contact_id == contact_id)
+            .values(product_categories="", email_source="", contract_status="erased")
+        )
+        cleared = {col: None for col in PLAINTEXT_COLUMNS["contacts"]}
+        counts["contacts_cleared"] = conn.execute(
+            update(contacts).where(contacts.c.id == contact_id).values(**cleared, updated_at=now)
+        ).rowcount
+    return counts
+
+
+def any_plaintext(conn: Connection, value: str) -> bool:
+    """Whether a plaintext value is still in a contact's plaintext columns."""
+    cols = [contacts.c[name] for name in PLAINTEXT_COLUMNS["contacts"]]
+    return (
+        conn.execute(select(contacts.c.id).where(or_(*[c == value for c in cols]))).first()
+        is not None
+    )

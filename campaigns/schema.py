@@ -1,0 +1,128 @@
+"""Tables of contacts, their sources and the evidence the policy needs.
+
+Plaintext identities live only here (and only as long as needed: GD-2 retention,
+ALL-4 erasure). Every identity column has its keyed hash beside it, so that the
+ledger, register and campaigns can match without reading plaintext.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+from suppression.schema import Id, metadata
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=True),  # canonical spelling
+    Column("email_hash", LargeBinary(32), nullable=True, unique=True),
+    Column("phone", String(20), nullable=True),  # E.164
+    Column("phone_type", String(32), nullable=True),
+    Column("phone_hash", LargeBinary(32), nullable=True, unique=True),
+    Column("key_id", String(16), nullable=False),
+    Column("first_name", String(200), nullable=True),
+    Column("last_name", String(200), nullable=True),
+    Column("street", String(300), nullable=True),
+    Column("postal_code", String(10), nullable=True),
+    Column("city", String(120), nullable=True),
+    Column("name_address_hash", LargeBinary(32), nullable=True),
+    Column("is_partner_lead", Boolean, nullable=False, default=False),
+    Column("is_customer", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("first_contacted_at", DateTime(timezone=True), nullable=True),
+    Column("last_contacted_at", DateTime(timezone=True), nullable=True),
+    Index("ix_contacts_postal_code", "postal_code"),
+)
+
+imports = Table(
+    "imports",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(80), nullable=False),  # partner:<name> | crm | register
+    Column("filename", String(500), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("rows_total", Integer, nullable=False, default=0),
+    Column("accepted", Integer, nullable=False, default=0),
+    Column("refused", Integer, nullable=False, default=0),
+    Column("duplicates", Integer, nullable=False, default=0),
+    Column("merged", Integer, nullable=False, default=0),
+    UniqueConstraint("source", "sha256"),
+)
+
+import_errors = Table(
+    "import_errors",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("import_id", Id, ForeignKey("imports.id"), nullable=False),
+    Column("row", Integer, nullable=False),
+    Column("field", String(80), nullable=False),
+    Column("reason", String(300), nullable=False),
+    Index("ix_import_errors_import_id", "import_id"),
+)
+
+contact_sources = Table(
+    "contact_sources",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contact_id", Id, ForeignKey("contacts.id"), nullable=False),
+    Column("source", String(80), nullable=False),  # partner:<name> | crm
+    Column("source_ref", String(200), nullable=True),  # partner's lead id / customer id
+    Column("import_id", Id, ForeignKey("imports.id"), nullable=True),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Index("ix_contact_sources_contact_id", "contact_id"),
+)
+
+consent_records = Table(
+    "consent_records",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contact_id", Id, ForeignKey("contacts.id"), nullable=False),
+    Column("import_id", Id, ForeignKey("imports.id"), nullable=True),
+    Column("source", String(80), nullable=False),
+    Column("source_ref", String(200), nullable=True),
+    Column("given_at", DateTime(timezone=True), nullable=False),
+    Column("channels", String(40), nullable=False),  # comma-separated: email,sms,call,post
+    Column("wording_version", String(80), nullable=False),
+    Column("captured_at", String(500), nullable=False),
+    Column("company_named", String(200), nullable=False),
+    Column("explicit_call_request", Boolean, nullable=False, default=False),
+    Column("multi_company_form", Boolean, nullable=False, default=False),
+    Column("from_partner", Boolean, nullable=False, default=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_consent_records_contact_id", "contact_id"),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contact_id", Id, ForeignKey("contacts.id"), nullable=False, unique=True),
+    Column("customer_id", String(80), nullable=False, unique=True),
+    Column("contract_status", String(20), nullable=False),  # active | ended | ...
+    Column("contract_end", Date, nullable=True),
+    Column("product_categories", String(400), nullable=False, default=""),
+    Column("email_source", String(80), nullable=False, default=""),
+    Column("email_from_sale", Boolean, nullable=False, default=False),
+    Column("opt_out_offered", Boolean, nullable=False, default=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+)
+
+# Columns that hold plaintext personal data, by table: what erasure must clear.
+PLAINTEXT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "contacts": ("email", "phone", "first_name", "last_name", "street", "postal_code", "city"),
+}

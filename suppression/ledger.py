@@ -1,0 +1,233 @@
+"""The ledger: append-only opt-outs, objections, exclusions and the consents that follow them.
+
+Nothing updates or deletes a row here. A suppression stops being effective for a
+channel only when a consent entry for that channel, given after it and carrying
+evidence, is recorded (ALL-5). Exclusions (alarm contacts, ALL-3) are never lifted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from suppression.errors import OutreachError
+from suppression.keys import Hasher, KeyedHash
+from suppression.schema import ledger_entries
+
+SCOPES: Final = ("all", "email", "sms", "phone", "post")
+CHANNEL_SCOPES: Final = ("email", "sms", "phone", "post")
+KINDS: Final = ("suppression", "exclusion", "consent")
+
+# Reasons: stable strings, they land in the database and in reports.
+UNSUBSCRIBE: Final = "unsubscribe"
+OBJECTION: Final = "objection"
+COMPLAINT: Final = "complaint"
+HARD_BOUNCE: Final = "hard_bounce"
+ERASURE: Final = "erasure"
+CARRIER_OPT_OUT: Final = "carrier_opt_out"
+ALARM_CONTACT: Final = "alarm_contact"
+REASONS: Final = (
+    UNSUBSCRIBE,
+    OBJECTION,
+    COMPLAINT,
+    HARD_BOUNCE,
+    ERASURE,
+    CARRIER_OPT_OUT,
+    ALARM_CONTACT,
+    "wrong_number",
+    "register",
+    "manual",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One ledger row as the policy and `explain` see it."""
+
+    id: int
+    key_hash: bytes
+    kind: str
+    scope: str
+    reason: str
+    source: str
+    evidence_ref: str
+    occurred_at: datetime
+    actor: str
+
+
+@dataclass(slots=True)
+class Status:
+    """What the ledger holds for one identity, reduced to what the policy needs."""
+
+    entries: list[Entry] = field(default_factory=list)
+
+    def blocking(self, channel_scope: str) -> list[Entry]:
+        """Entries that stop `channel_scope` now: exclusions, and suppressions not
+        followed by a recorded consent for that channel (ALL-5)."""
+        consents = [
+            e.occurred_at for e in self.entries if e.kind == "consent" and e.scope == channel_scope
+        ]
+        latest_consent = max(consents) if consents else None
+        blocking = []
+        for e in self.entries:
+            if e.kind == "consent" or e.scope not in ("all", channel_scope):
+                continue
+            if e.kind == "suppression" and latest_consent and latest_consent > e.occurred_at:
+                continue
+            blocking.append(e)
+        return blocking
+
+    def suppressed(self, channel_scope: str) -> bool:
+        return bool(self.blocking(channel_scope))
+
+
+class LedgerError(OutreachError):
+    pass
+
+
+def _utc(moment: datetime | None) -> datetime:
+    if moment is None:
+        return datetime.now(UTC)
+    if moment.tzinfo is None:
+        raise LedgerError("ledger times must be timezone-aware")
+    return moment.astimezone(UTC)
+
+
+def default_event(kind: str, scope: str, reason: str) -> str:
+    """Without a provider event id, the same kind/scope/reason from the same source is one event."""
+    return f"{kind}:{scope}:{reason}"
+
+
+class Ledger:
+    """Append and screen. Works on a Connection so that callers own the transaction."""
+
+    def __init__(self, conn: Connection, hasher: Hasher) -> None:
+        self.conn = conn
+        self.hasher = hasher
+
+    def add(
+        self,
+        key: KeyedHash,
+        identity_kind: str,
+        *,
+        scope: str,
+        reason: str,
+        source: str,
+        kind: str = "suppression",
+        source_event: str | None = None,
+        evidence_ref: str = "",
+        occurred_at: datetime | None = None,
+        actor: str = "system",
+    ) -> bool:
+        """Append one entry; returns False when this source event was recorded before."""
+        if scope not in SCOPES:
+            raise LedgerError(f"scope: unknown scope {scope!r}")
+        if kind not in KINDS:
+            raise LedgerError(f"kind: unknown kind {kind!r}")
+        if kind == "consent" and (scope == "all" or not evidence_ref):
+            # ALL-5: only an explicit, evidenced consent for a channel can follow a no.
+            raise LedgerError("consent: needs a channel scope and a reference to its evidence")
+        row = {
+            "key_hash": key.digest,
+            "key_id": key.key_id,
+            "identity_kind": identity_kind,
+            "kind": kind,
+            "scope": scope,
+            "reason": reason,
+            "source": source,
+            "source_event": source_event or default_event(kind, scope, reason),
+            "evidence_ref": evidence_ref,
+            "occurred_at": _utc(occurred_at),
+            "recorded_at": datetime.now(UTC),
+            "actor": actor,
+        }
+        return self.add_many([row]) == 1
+
+    def add_many(self, rows: Sequence[dict[str, object]]) -> int:
+        """Append rows, skipping source events already recorded; returns how many were new."""
+        if not rows:
+            return 0
+        dialect = self.conn.dialect.name
+        stmt: object
+        if dialect == "postgresql":
+            stmt = pg_insert(ledger_entries).on_conflict_do_nothing(
+                index_elements=["key_hash", "source", "source_event"]
+            )
+        elif dialect == "sqlite":
+            stmt = sqlite_insert(ledger_entries).on_conflict_do_nothing(
+                index_elements=["key_hash", "source", "source_event"]
+            )
+        else:  # pragma: no cover - only the two supported stores
+            stmt = insert(ledger_entries)
+        result = self.conn.execute(stmt, list(rows))  # type: ignore[call-overload]
+        count = result.rowcount
+        return int(count) if count is not None and count >= 0 else len(rows)
+
+    def status(self, kind: str, value: str) -> Status:
+        """Every entry for one canonical identity, under every known key."""
+        digests = self.hasher.all_digests(kind, value)
+        rows = self.conn.execute(
+            select(ledger_entries)
+            .where(ledger_entries.c.key_hash.in_(digests))
+            .order_by(ledger_entries.c.occurred_at, ledger_entries.c.id)
+        )
+        return Status([_entry(r._mapping) for r in rows])
+
+    def screen(self, digests: Iterable[bytes], chunk: int = 5000) -> Iterator[tuple[bytes, Status]]:
+        """Stream (digest, Status) for the digests that have ledger entries.
+
+        Memory is bounded by `chunk`: the input is consumed lazily and only hits are
+        yielded. PostgreSQL bulk screening goes through `suppression.screening`.
+        """
+        batch: list[bytes] = []
+        for digest in digests:
+            batch.append(digest)
+            if len(batch) >= chunk:
+                yield from self._screen_chunk(batch)
+                batch = []
+        if batch:
+            yield from self._screen_chunk(batch)
+
+    def _screen_chunk(self, batch: list[bytes]) -> Iterator[tuple[bytes, Status]]:
+        found: dict[bytes, Status] = {}
+        rows = self.conn.execute(
+            select(ledger_entries)
+            .where(ledger_entries.c.key_hash.in_(batch))
+            .order_by(ledger_entries.c.occurred_at, ledger_entries.c.id)
+        )
+        for r in rows:
+            entry = _entry(r._mapping)
+            found.setdefault(entry.key_hash, Status()).entries.append(entry)
+        yield from found.items()
+
+
+def _entry(m: object) -> Entry:
+    row = dict(m)  # type: ignore[call-overload]
+    return Entry(
+        id=int(row["id"]),
+        key_hash=bytes(row["key_hash"]),
+        kind=row["kind"],
+        scope=row["scope"],
+        reason=row["reason"],
+        source=row["source"],
+        evidence_ref=row["evidence_ref"],
+        occurred_at=_aware(row["occurred_at"]),
+        actor=row["actor"],
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite gives back naive datetimes; everything we store is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def event_id(*parts: str) -> str:
+    """A stable source-event id from provider fields that may be long."""
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:40]

@@ -1,0 +1,289 @@
+"""The policy: may we contact this person on this channel for this purpose, and on what basis.
+
+`decide` is a pure function over facts gathered by the caller (contact and consent
+data from `campaigns`, ledger status, register hit, recent contacts). Every
+decision names the rule that decided it, so it can be explained (guarantee 5).
+Rule ids are those of ../shared/docs/RULES.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Final, Literal
+
+from suppression.calendar import OSLO
+from suppression.ledger import ALARM_CONTACT, Entry, Status
+
+Channel = Literal["email", "sms", "call", "post"]
+CHANNELS: Final = ("email", "sms", "call", "post")
+# The ledger scope a channel is suppressed by (besides "all").
+CHANNEL_SCOPE: Final[dict[str, str]] = {
+    "email": "email",
+    "sms": "sms",
+    "call": "phone",
+    "post": "post",
+}
+
+# Decisions: stable strings that land in the database and in reports.
+SEND: Final = "send"
+EXCLUDED_ALARM_CONTACT: Final = "excluded:alarm_contact"
+EXCLUDED_OBJECTION: Final = "excluded:objection"
+EXCLUDED_CHANNEL_OPT_OUT: Final = "excluded:channel_opt_out"
+EXCLUDED_FREQUENCY_CAP: Final = "excluded:frequency_cap"
+EXCLUDED_NO_CONSENT: Final = "excluded:no_consent"
+EXCLUDED_CONSENT_TOO_OLD: Final = "excluded:consent_too_old"
+EXCLUDED_REGISTER: Final = "excluded:register"
+EXCLUDED_REGISTER_STALE: Final = "excluded:register_stale"
+EXCLUDED_NO_ADDRESS: Final = "excluded:no_address"
+
+# Bases of an allowed contact.
+BASIS_CONSENT: Final = "consent"
+BASIS_SOFT_OPT_IN: Final = "soft_opt_in"
+BASIS_NOT_REGISTERED: Final = "not_in_register"
+BASIS_CUSTOMER_EXCEPTION: Final = "customer_exception"
+BASIS_EXPLICIT_REQUEST: Final = "explicit_request"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    organisation_name: str
+    organisation_number: str = ""
+    partner_consent_max_age_days: int = 180  # ES-5
+    frequency_cap: int = 4  # ALL-8
+    frequency_window_days: int = 30  # ALL-8
+    register_max_age_days: int = 30  # TP-2
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentFacts:
+    """One consent record, as ES-1 needs it (burden of proof is ours)."""
+
+    reference: str  # evidence reference, e.g. "consent:123" or the partner's lead id
+    given_at: datetime
+    channels: frozenset[str]  # subset of email, sms, call, post
+    wording_version: str
+    captured_at: str  # URL or form id where it was given
+    company_named: str
+    source: str  # partner name, or "customer"
+    from_partner: bool = True
+    explicit_call_request: bool = False  # TP-4: asked us (only us) to call them
+    multi_company_form: bool = False  # a form collecting requests for several companies
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerFacts:
+    """The ES-2 / TP-3 facts of a customer relationship."""
+
+    customer_id: str
+    contract_active: bool
+    contract_end: date | None
+    product_categories: frozenset[str]
+    email_from_sale: bool  # address (or number) collected in connection with a sale
+    opt_out_offered: bool  # opt-out offered when it was collected
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterFacts:
+    """The register snapshot as it stands, and this person's hit in it."""
+
+    snapshot_date: date | None  # None: no snapshot loaded
+    loaded_at: datetime | None
+    reserved_phone: bool = False
+    reserved_post: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PersonFacts:
+    consents: tuple[ConsentFacts, ...] = ()
+    customer: CustomerFacts | None = None
+    ledger: Status = field(default_factory=Status)
+    recent_contacts: int = 0  # recorded marketing sends in the frequency window
+    has_address: bool = True  # the channel's address (email, phone, postal) is known
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    decision: str  # SEND or one of EXCLUDED_*
+    rule: str  # the id of the rule that decided
+    basis: str = ""  # why a contact is allowed
+    evidence: tuple[str, ...] = ()  # consent refs, ledger entry ids, snapshot date
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "allowed": self.allowed,
+            "decision": self.decision,
+            "rule": self.rule,
+            "basis": self.basis,
+            "evidence": list(self.evidence),
+        }
+
+
+def _no(decision: str, rule: str, *evidence: str) -> Decision:
+    return Decision(False, decision, rule, "", tuple(evidence))
+
+
+def _ledger_refs(entries: list[Entry]) -> tuple[str, ...]:
+    return tuple(f"ledger:{e.id}:{e.reason}:{e.source}" for e in entries)
+
+
+def decide(
+    channel: str,
+    purpose: str,
+    person: PersonFacts,
+    register: RegisterFacts,
+    config: PolicyConfig,
+    now: datetime | None = None,
+) -> Decision:
+    """Decide one contact. Exclusions are checked first: exclusion wins (ALL-3)."""
+    now = now or datetime.now(UTC)
+    scope = CHANNEL_SCOPE[channel]
+    blocking = person.ledger.blocking(scope)
+    # ALL-3: alarm contacts are never marketed to, whatever else we know of them.
+    alarm = [e for e in blocking if e.reason == ALARM_CONTACT]
+    if alarm:
+        return _no(EXCLUDED_ALARM_CONTACT, "ALL-3", *_ledger_refs(alarm))
+    # ALL-1: an objection (any entry with scope all) stops every channel.
+    everything = [e for e in blocking if e.scope == "all"]
+    if everything:
+        return _no(EXCLUDED_OBJECTION, "ALL-1", *_ledger_refs(everything))
+    # ALL-2 (and TP-7 for calls, SM-2 for SMS): an opt-out from this channel.
+    if blocking:
+        rule = (
+            "TP-7"
+            if channel == "call" and any(e.source.startswith("call") for e in blocking)
+            else "ALL-2"
+        )
+        return _no(EXCLUDED_CHANNEL_OPT_OUT, rule, *_ledger_refs(blocking))
+    if not person.has_address:
+        return _no(EXCLUDED_NO_ADDRESS, "ALL-6")
+    # ALL-8 (POLICY): at most N marketing contacts per person per window, all channels.
+    if person.recent_contacts >= config.frequency_cap:
+        return _no(EXCLUDED_FREQUENCY_CAP, "ALL-8", f"recent_contacts:{person.recent_contacts}")
+    if channel in ("email", "sms"):
+        return _electronic(channel, purpose, person, config, now)
+    return _phone_or_post(channel, purpose, person, register, config, now)
+
+
+def _electronic(
+    channel: str, purpose: str, person: PersonFacts, config: PolicyConfig, now: datetime
+) -> Decision:
+    too_old: list[str] = []
+    for consent in person.consents:
+        if not _valid_consent(consent, channel, config):
+            continue
+        # ES-5 (POLICY): partner consent older than the limit is not used.
+        if consent.from_partner and now - consent.given_at > timedelta(
+            days=config.partner_consent_max_age_days
+        ):
+            too_old.append(consent.reference)
+            continue
+        return Decision(True, SEND, "ES-1", BASIS_CONSENT, (consent.reference,))
+    customer = person.customer
+    if customer is not None and _soft_opt_in(customer, purpose, now):
+        return Decision(
+            True, SEND, "ES-2", BASIS_SOFT_OPT_IN, (f"customer:{customer.customer_id}",)
+        )
+    if too_old:
+        return _no(EXCLUDED_CONSENT_TOO_OLD, "ES-5", *too_old)
+    if customer is not None:
+        return _no(EXCLUDED_NO_CONSENT, "ES-2", f"customer:{customer.customer_id}")
+    return _no(EXCLUDED_NO_CONSENT, "ES-1")
+
+
+def _valid_consent(consent: ConsentFacts, channel: str, config: PolicyConfig) -> bool:
+    """ES-1: prior, active consent naming our company, for this channel, with its evidence."""
+    return (
+        channel in consent.channels
+        and bool(consent.wording_version.strip())
+        and bool(consent.captured_at.strip())
+        and _names_us(consent.company_named, config)
+    )
+
+
+def _names_us(named: str, config: PolicyConfig) -> bool:
+    """The consent names our company: by name (case and an "AS" suffix aside) or number."""
+
+    def plain(text: str) -> str:
+        return " ".join(text.casefold().split()).removesuffix(" as").strip()
+
+    given = plain(named)
+    if not given:
+        return False
+    if config.organisation_number and given.replace(" ", "") == config.organisation_number:
+        return True
+    return given == plain(config.organisation_name)
+
+
+def _soft_opt_in(customer: CustomerFacts, purpose: str, now: datetime) -> bool:
+    """ES-2: active contract, address from a sale, similar product, opt-out offered."""
+    return (
+        _active(customer, now)
+        and customer.email_from_sale
+        and customer.opt_out_offered
+        and purpose in customer.product_categories
+    )
+
+
+def _active(customer: CustomerFacts, now: datetime) -> bool:
+    # An ended contract is not a relationship (POLICY); nor is a contract past its end date.
+    today = now.astimezone(OSLO).date()
+    return customer.contract_active and (
+        customer.contract_end is None or customer.contract_end >= today
+    )
+
+
+def register_fresh(register: RegisterFacts, config: PolicyConfig, now: datetime) -> str | None:
+    """TP-2: None when the snapshot may be used now, else the reason it may not."""
+    if register.snapshot_date is None or register.loaded_at is None:
+        return "no register snapshot is loaded"
+    today = now.astimezone(OSLO).date()
+    loaded = register.loaded_at.astimezone(OSLO).date()
+    if (today - loaded).days > config.register_max_age_days:
+        return f"the register snapshot was loaded {(today - loaded).days} days ago (limit {config.register_max_age_days})"
+    if (loaded.year, loaded.month) != (today.year, today.month):
+        return "the register snapshot was loaded in an earlier calendar month"
+    return None
+
+
+def _phone_or_post(
+    channel: str,
+    purpose: str,
+    person: PersonFacts,
+    register: RegisterFacts,
+    config: PolicyConfig,
+    now: datetime,
+) -> Decision:
+    stale = register_fresh(register, config, now)
+    if stale is not None:
+        return _no(EXCLUDED_REGISTER_STALE, "TP-2", stale)
+    snapshot_ref = (
+        f"register:{register.snapshot_date.isoformat()}" if register.snapshot_date else ""
+    )
+    listed = register.reserved_phone if channel == "call" else register.reserved_post
+    if not listed:
+        return Decision(True, SEND, "TP-1", BASIS_NOT_REGISTERED, (snapshot_ref,))
+    customer = person.customer
+    # TP-3: customers may be contacted about similar products despite the register;
+    # a reservation made with us directly was already handled above (ledger wins).
+    if customer is not None and _active(customer, now) and purpose in customer.product_categories:
+        return Decision(
+            True,
+            SEND,
+            "TP-3",
+            BASIS_CUSTOMER_EXCEPTION,
+            (f"customer:{customer.customer_id}", snapshot_ref),
+        )
+    if channel == "call":
+        for consent in person.consents:
+            # TP-4: an explicit request to us, not a form collecting for several companies.
+            if (
+                consent.explicit_call_request
+                and not consent.multi_company_form
+                and _names_us(consent.company_named, config)
+            ):
+                return Decision(
+                    True, SEND, "TP-4", BASIS_EXPLICIT_REQUEST, (consent.reference, snapshot_ref)
+                )
+    return _no(EXCLUDED_REGISTER, "TP-1", snapshot_ref)

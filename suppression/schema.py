@@ -1,0 +1,110 @@
+"""Tables of the suppression core. Keyed hashes only: no plaintext identity here (GD-4).
+
+`metadata` is shared by every package; `campaigns.schema` adds its tables to it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BigInteger ids that are plain INTEGER on SQLite, so that they autoincrement there.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key_hash", LargeBinary(32), nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("identity_kind", String(16), nullable=False),  # email | phone | name_address
+    Column("kind", String(16), nullable=False),  # suppression | exclusion | consent
+    Column("scope", String(8), nullable=False),  # all | email | sms | phone | post
+    Column("reason", String(40), nullable=False),
+    Column("source", String(80), nullable=False),
+    Column("source_event", String(200), nullable=False),
+    Column("evidence_ref", Text, nullable=False, default=""),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(80), nullable=False),
+    UniqueConstraint("key_hash", "source", "source_event"),
+    Index("ix_ledger_entries_key_hash", "key_hash"),
+)
+
+register_snapshots = Table(
+    "register_snapshots",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("snapshot_date", Date, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("loaded_at", DateTime(timezone=True), nullable=False),
+    Column("row_count", Integer, nullable=False),
+    Column("phone_reservations", Integer, nullable=False),
+    Column("post_reservations", Integer, nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("active", Boolean, nullable=False, default=False),
+)
+
+register_entries = Table(
+    "register_entries",
+    metadata,
+    Column("snapshot_id", Id, ForeignKey("register_snapshots.id"), nullable=False),
+    Column("key_hash", LargeBinary(32), nullable=False),
+    Column("identity_kind", String(16), nullable=False),  # phone | name_address
+    Column("reserved_phone", Boolean, nullable=False),
+    Column("reserved_post", Boolean, nullable=False),
+    Index("ix_register_entries_key_hash", "key_hash"),
+    Index("ix_register_entries_snapshot_id", "snapshot_id"),
+)
+
+unsubscribe_tokens = Table(
+    "unsubscribe_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key_hash", LargeBinary(32), nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("identity_kind", String(16), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("campaign_id", BigInteger, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+review_items = Table(
+    "review_items",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(40), nullable=False),  # sms | mailbox | ...
+    Column("source_event", String(200), nullable=False, unique=True),
+    Column("key_hash", LargeBinary(32), nullable=True),
+    Column("key_id", String(16), nullable=True),
+    Column("identity_kind", String(16), nullable=True),
+    Column("text", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("resolution", String(40), nullable=True),
+    Column("resolved_by", String(80), nullable=True),
+)

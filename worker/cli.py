@@ -1,0 +1,36 @@
+"""The `outreach` command line. Every command has --help; reporting commands have --json."""
+
+from __future__ import annotations
+
+import click
+
+from suppression.errors import ConfigurationError, OutreachError
+from worker.commands import db_cmd, explain, register, suppress
+from worker.output import fail
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ConfigurationError as exc:
+            fail(f"setting {exc.setting}: {exc.reason}")
+        except OutreachError as exc:
+            fail(str(exc))
+        return None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """outreach: marketing suppression and outreach. Never contact someone who said no."""
+
+
+main.add_command(db_cmd.db)
+main.add_command(suppress.suppress)
+main.add_command(register.register)
+main.add_command(explain.forget)
+main.add_command(explain.explain)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from suppression.ledger import REASONS, SCOPES, Ledger, event_id
+from suppression.lists import parse_mailchimp, parse_plain
+from worker.commands import identity_from, identity_options, json_option
+from worker.context import Context
+from worker.output import console, emit_json
+
+channel_option = click.option(
+    "--channel",
+    type=click.Choice(SCOPES),
+    default="all",
+    show_default=True,
+    help="Scope of the no.",
+)
+reason_option = click.option("--reason", type=click.Choice(REASONS), required=True, help="Why.")
+
+
+@click.group()
+def suppress() -> None:
+    """The suppression ledger: add, import, check."""
+
+
+@suppress.command("add")
+@identity_options
+@reason_option
+@channel_option
+@click.option("--source", default="manual", show_default=True, help="Where the no came from.")
+@click.option("--evidence", default="", help="A reference to the evidence (ticket, letter id).")
+@click.option("--actor", default="cli", show_default=True)
+@json_option
+def add(
+    email: str | None,
+    phone: str | None,
+    reason: str,
+    channel: str,
+    source: str,
+    evidence: str,
+    actor: str,
+    as_json: bool,
+) -> None:
+    """Record an opt-out or objection. Adding the same one twice changes nothing."""
+    ident = identity_from(email, phone)
+    ctx = Context.load()
+    with ctx.engine.begin() as conn:
+        added = Ledger(conn, ctx.hasher).add(
+            ctx.hasher.hash(ident),
+            ident.kind,
+            scope=channel,
+            reason=reason,
+            source=source,
+            evidence_ref=evidence,
+            actor=actor,
+        )
+    if as_json:
+        emit_json({"added": added, "scope": channel, "reason": reason})
+    else:
+        console.print("recorded" if added else "already recorded; nothing changed")
+
+
+@suppress.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@reason_option
+@channel_option
+@click.option(
+    "--format", "fmt", type=click.Choice(["plain", "mailchimp"]), default="plain", show_default=True
+)
+@click.option("--source", default=None, help="Source name (default: the file name).")
+@json_option
+def import_(
+    file: Path, reason: str, channel: str, fmt: str, source: str | None, as_json: bool
+) -> None:
+    """Import a list: one email or phone per line, a CSV with such a column, or Mailchimp's
+    unsubscribed/cleaned export. Bad lines are reported; good lines are kept."""
+    items, errors = (parse_mailchimp if fmt == "mailchimp" else parse_plain)(file.read_bytes())
+    ctx = Context.load()
+    source_name = source or f"import:{file.name}"
+    rows: list[dict[str, object]] = []
+    now = datetime.now(UTC)
+    for item in items:
+        key = ctx.hasher.hash(item.identity)
+        rows.append(
+            {
+                "key_hash": key.digest,
+                "key_id": key.key_id,
+                "identity_kind": item.identity.kind,
+                "kind": "suppression",
+                "scope": channel,
+                "reason": reason,
+                "source": source_name,
+                "source_event": event_id("suppression", channel, reason, item.event),
+                "evidence_ref": f"{file.name}:line {item.line}",
+                "occurred_at": item.occurred_at or now,
+                "recorded_at": now,
+                "actor": "cli",
+            }
+        )
+    with ctx.engine.begin() as conn:
+        added = Ledger(conn, ctx.hasher).add_many(rows)
+    summary = {
+        "file": str(file),
+        "lines_ok": len(items),
+        "added": added,
+        "already_recorded": len(items) - added,
+        "refused": [{"line": e.row, "field": e.field, "reason": e.reason} for e in errors],
+    }
+    if as_json:
+        emit_json(summary)
+        return
+    console.print(f"{file}: {len(items)} good lines, {added} new entries, {len(errors)} refused")
+    for e in errors:
+        console.print(f"  line {e.row}, {e.field}: {e.reason}", highlight=False)
+
+
+@suppress.command("check")
+@identity_options
+@click.option(
+    "--channel", type=click.Choice(SCOPES), default=None, help="Check one scope (default: any)."
+)
+@json_option
+def check(email: str | None, phone: str | None, channel: str | None, as_json: bool) -> None:
+    """Exit 0 when contactable, 1 when suppressed (on the channel, or on any channel)."""
+    ident = identity_from(email, phone)
+    ctx = Context.load()
+    with ctx.engine.connect() as conn:
+        status = Ledger(conn, ctx.hasher).status(ident.kind, ident.value)
+    scopes = [channel] if channel and channel != "all" else ["email", "sms", "phone", "post"]
+    blocking = {s: status.blocking(s) for s in scopes}
+    suppressed = all(blocking.values()) if channel == "all" else any(blocking.values())
+    if as_json:
+        emit_json(
+            {
+                "suppressed": suppressed,
+                "scopes": {s: [f"{e.reason}:{e.scope}" for e in b] for s, b in blocking.items()},
+            }
+        )
+    else:
+        if suppressed:
+            reasons = sorted({f"{e.reason} ({e.scope})" for b in blocking.values() for e in b})
+            console.print(f"suppressed: {', '.join(reasons)}")
+        else:
+            console.print("contactable: no suppression in the ledger")
+    if suppressed:
+        raise SystemExit(1)

@@ -1,0 +1,120 @@
+"""Settings: the only module that reads the environment (a `.env` file when present).
+
+A missing or malformed setting stops with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from suppression.errors import ConfigurationError
+from suppression.keys import Hasher
+from suppression.policy import PolicyConfig
+
+_ENV_NAMES = {
+    "database_url": "DATABASE_URL",
+    "redis_url": "REDIS_URL",
+    "secret_key": "OUTREACH_SECRET_KEY",
+    "previous_secret_keys": "OUTREACH_PREVIOUS_SECRET_KEYS",
+    "public_url": "OUTREACH_PUBLIC_URL",
+    "organisation_name": "OUTREACH_ORGANISATION_NAME",
+    "organisation_number": "OUTREACH_ORGANISATION_NUMBER",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = Field(default="sqlite:///outreach.db", alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    secret_key: str = Field(alias="OUTREACH_SECRET_KEY", min_length=16)
+    previous_secret_keys: str = Field(default="", alias="OUTREACH_PREVIOUS_SECRET_KEYS")
+    public_url: str = Field(default="http://127.0.0.1:8000", alias="OUTREACH_PUBLIC_URL")
+    organisation_name: str = Field(
+        default="Trygg Hjem Alarm AS", alias="OUTREACH_ORGANISATION_NAME"
+    )
+    organisation_number: str = Field(default="999999999", alias="OUTREACH_ORGANISATION_NUMBER")
+    partner_consent_max_age_days: int = Field(
+        default=180, alias="OUTREACH_PARTNER_CONSENT_MAX_AGE_DAYS", ge=1
+    )
+    frequency_cap: int = Field(default=4, alias="OUTREACH_FREQUENCY_CAP", ge=1)
+    log_level: str = Field(default="INFO", alias="OUTREACH_LOG_LEVEL")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith(
+            ("sqlite://", "postgresql://", "postgresql+psycopg://", "postgres://")
+        ):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("organisation_number")
+    @classmethod
+    def _org_number(cls, value: str) -> str:
+        digits = value.replace(" ", "")
+        if not (digits.isdigit() and len(digits) == 9):
+            raise ValueError("must be a 9-digit Norwegian organisation number")
+        return digits
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        url = self.database_url
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://") :]
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        return url
+
+    def hasher(self) -> Hasher:
+        previous = [k.encode() for k in self.previous_secret_keys.split(",") if k.strip()]
+        return Hasher(self.secret_key.encode(), previous)
+
+    def policy(self) -> PolicyConfig:
+        return PolicyConfig(
+            organisation_name=self.organisation_name,
+            organisation_number=self.organisation_number,
+            partner_consent_max_age_days=self.partner_consent_max_age_days,
+            frequency_cap=self.frequency_cap,
+        )
+
+
+def load(**overrides: object) -> Settings:
+    """Read and check the settings; ConfigurationError names the variable at fault."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = str(error["loc"][0]) if error["loc"] else "settings"
+        name = _ENV_NAMES.get(loc, loc.upper() if loc.islower() else loc)
+        reason = "is required but not set" if error["type"] == "missing" else error["msg"]
+        raise ConfigurationError(name, reason) from None
+
+
+@lru_cache(maxsize=1)
+def get() -> Settings:
+    return load()
+
+
+def secret_file() -> Path:
+    return Path(".outreach-secret")
