@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     )
     frequency_cap: int = Field(default=4, alias="OUTREACH_FREQUENCY_CAP", ge=1)
     log_level: str = Field(default="INFO", alias="OUTREACH_LOG_LEVEL")
+    # Opt-out intake (issue 6): provider webhooks and the company mailbox; unset: disabled.
+    twilio_auth_token: str | None = Field(default=None, alias="TWILIO_AUTH_TOKEN")
+    mailchimp_webhook_secret: str | None = Field(default=None, alias="MAILCHIMP_WEBHOOK_SECRET")
+    imap_host: str | None = Field(default=None, alias="IMAP_HOST")
+    imap_port: int | None = Field(default=None, alias="IMAP_PORT", ge=1, le=65535)
+    imap_user: str | None = Field(default=None, alias="IMAP_USER")
+    imap_password: str | None = Field(default=None, alias="IMAP_PASSWORD")
+    imap_folder: str = Field(default="INBOX", alias="IMAP_FOLDER")
+    imap_done_folder: str = Field(default="Behandlet", alias="IMAP_DONE_FOLDER")
+    imap_ssl: bool = Field(default=True, alias="IMAP_SSL")
 
     @field_validator("database_url")
     @classmethod
