@@ -54,6 +54,15 @@ class Hasher:
         """The digest under every known key, to match entries made before a rotation."""
         return [self.digest(kind, value, key_id) for key_id in self._keys]
 
-    def sign(self, purpose: str, payload: bytes) -> bytes:
+    def sign(self, purpose: str, payload: bytes, key_id: str | None = None) -> bytes:
         """A MAC for tokens and references, domain-separated from identity hashes."""
-        return hmac.new(self.secret, purpose.encode() + b"\x00" + payload, hashlib.sha256).digest()
+        key = self._keys[key_id or self.key_id]
+        return hmac.new(key, purpose.encode() + b"\x00" + payload, hashlib.sha256).digest()
+
+    def verify(self, purpose: str, payload: bytes, mac: bytes) -> bool:
+        """Whether `mac` (possibly truncated) signs `payload` under any known key, so that
+        what was signed before a key rotation still verifies."""
+        return bool(mac) and any(
+            hmac.compare_digest(mac, self.sign(purpose, payload, key_id)[: len(mac)])
+            for key_id in self._keys
+        )

@@ -77,7 +77,10 @@ class Status:
         latest_consent = max(consents) if consents else None
         blocking = []
         for e in self.entries:
-            if e.kind == "consent" or e.scope not in ("all", channel_scope):
+            if e.kind == "consent":
+                continue
+            # ALL-1: an objection stops every channel, whatever scope it was recorded with.
+            if e.scope not in ("all", channel_scope) and e.reason != OBJECTION:
                 continue
             if e.kind == "suppression" and latest_consent and latest_consent > e.occurred_at:
                 continue
@@ -166,7 +169,7 @@ class Ledger:
             )
         else:  # pragma: no cover - only the two supported stores
             stmt = insert(ledger_entries)
-        result = self.conn.execute(stmt, list(rows))  # type: ignore[call-overload]
+        result = self.conn.execute(stmt, list(rows))
         count = result.rowcount
         return int(count) if count is not None and count >= 0 else len(rows)
 

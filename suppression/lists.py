@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from suppression.errors import InvalidIdentity, RowError
 from suppression.identity import Identity, IdentityKind, email_identity, phone_identity
-from suppression.register import decode, sniff_delimiter
+from suppression.register import decode, sniff_delimiter, undecodable_line
 
 EMAIL_HEADERS = {"email", "e-post", "epost", "email address", "e-mail", "mail"}
 PHONE_HEADERS = {"phone", "telefon", "mobil", "mobile", "tlf", "mobilnummer", "phone number"}
@@ -37,9 +37,19 @@ def _guess(raw: str) -> Identity:
     return phone_identity(text)
 
 
+def _decode(data: bytes) -> str | RowError:
+    try:
+        return decode(data)
+    except UnicodeDecodeError as exc:
+        # Nothing of a file in an unknown encoding can be trusted: no line is kept.
+        return RowError(undecodable_line(data, exc), "file", "not UTF-8 or Windows-1252 text")
+
+
 def parse_plain(data: bytes) -> tuple[list[ListItem], list[RowError]]:
     """One email or phone per line, or a CSV whose header names an email or phone column."""
-    text = decode(data)
+    text = _decode(data)
+    if isinstance(text, RowError):
+        return [], [text]
     items: list[ListItem] = []
     errors: list[RowError] = []
     first = text.split("\n", 1)[0].strip().lstrip("\ufeff")
@@ -65,7 +75,8 @@ def _parse_csv(text: str) -> tuple[list[ListItem], list[RowError]]:
     ] + [(f, "phone") for f in fields if f.strip().lower() in PHONE_HEADERS]
     items: list[ListItem] = []
     errors: list[RowError] = []
-    for line_no, row in enumerate(reader, start=2):
+    for row in reader:
+        line_no = reader.line_num  # right after blank lines and quoted line breaks too
         found = False
         for column, kind in columns:
             value = (row.get(column) or "").strip()
@@ -85,7 +96,9 @@ def _parse_csv(text: str) -> tuple[list[ListItem], list[RowError]]:
 
 def parse_mailchimp(data: bytes) -> tuple[list[ListItem], list[RowError]]:
     """Mailchimp's unsubscribed/cleaned export: `Email Address` plus UNSUB_TIME or CLEAN_TIME."""
-    text = decode(data)
+    text = _decode(data)
+    if isinstance(text, RowError):
+        return [], [text]
     reader = csv.DictReader(io.StringIO(text, newline=""))
     fields = reader.fieldnames or []
     if "Email Address" not in fields:
@@ -95,7 +108,8 @@ def parse_mailchimp(data: bytes) -> tuple[list[ListItem], list[RowError]]:
     time_column = next((c for c in MAILCHIMP_TIME_COLUMNS if c in fields), None)
     items: list[ListItem] = []
     errors: list[RowError] = []
-    for line_no, row in enumerate(reader, start=2):
+    for row in reader:
+        line_no = reader.line_num
         try:
             ident = email_identity(row.get("Email Address") or "")
         except InvalidIdentity as exc:

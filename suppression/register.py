@@ -84,6 +84,12 @@ def decode(data: bytes) -> str:
         return data.decode("cp1252", errors="strict")
 
 
+def undecodable_line(data: bytes, exc: UnicodeDecodeError) -> int:
+    """The line of the byte `decode` could not read (Windows-1252 is one byte per character,
+    so the error's position is a position in `data`)."""
+    return data.count(b"\n", 0, exc.start) + 1
+
+
 def sniff_delimiter(header_line: str) -> str:
     counts = {d: header_line.count(d) for d in (";", "\t", ",")}
     return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ";"
@@ -108,7 +114,9 @@ def _parse(text: str, hasher: Hasher, errors: list[RowError]) -> Iterator[_Row]:
         raise InvalidIdentity("header", "no column 'reservasjon'")
     if "phone" not in columns and "name" not in columns:
         raise InvalidIdentity("header", "needs a column 'telefon' or 'navn'")
-    for line_no, values in enumerate(reader, start=2):
+    for values in reader:
+        # The reader's own count: right after blank lines and quoted line breaks too.
+        line_no = reader.line_num
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(columns):
@@ -145,12 +153,15 @@ def load_snapshot(conn: Connection, hasher: Hasher, path: Path, snapshot_date: d
     sha256 = hashlib.sha256(data).hexdigest()
     try:
         text = decode(data)
-    except UnicodeDecodeError:
-        raise FileRefused(str(path), "not UTF-8 or Windows-1252 text") from None
+    except UnicodeDecodeError as exc:
+        raise FileRefused(
+            str(path), f"line {undecodable_line(data, exc)}: not UTF-8 or Windows-1252 text"
+        ) from None
     errors: list[RowError] = []
     now = datetime.now(UTC)
     snapshot_id = conn.execute(
-        insert(register_snapshots).values(
+        insert(register_snapshots)
+        .values(
             snapshot_date=snapshot_date,
             sha256=sha256,
             loaded_at=now,
@@ -160,7 +171,8 @@ def load_snapshot(conn: Connection, hasher: Hasher, path: Path, snapshot_date: d
             key_id=hasher.key_id,
             active=False,
         )
-    ).inserted_primary_key[0]
+        .returning(register_snapshots.c.id)
+    ).scalar_one()
     counts = {"rows": 0, "phone": 0, "post": 0}
 
     def rows() -> Iterator[tuple[object, ...]]:
@@ -177,8 +189,8 @@ def load_snapshot(conn: Connection, hasher: Hasher, path: Path, snapshot_date: d
             ("snapshot_id", "key_hash", "identity_kind", "reserved_phone", "reserved_post"),
             rows(),
         )
-    except InvalidIdentity as exc:
-        raise FileRefused(str(path), f"{exc.field}: {exc.reason}") from None
+    except InvalidIdentity as exc:  # the header: nothing was read past line 1
+        raise FileRefused(str(path), f"line 1, {exc.field}: {exc.reason}") from None
     if errors:
         shown = "; ".join(f"line {e.row}, {e.field}: {e.reason}" for e in errors[:MAX_ERRORS_SHOWN])
         more = (

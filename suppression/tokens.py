@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,6 +21,7 @@ from suppression.schema import unsubscribe_tokens
 
 MAC_BYTES = 10
 _PURPOSE = "unsubscribe-token"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{4,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +47,21 @@ def encode(hasher: Hasher, token_id: int) -> str:
 
 def decode(hasher: Hasher, token: str) -> int | None:
     """The token id, or None for anything forged, truncated or malformed."""
-    if not 4 <= len(token) <= 64:
+    # The base64 decoder skips characters outside its alphabet and accepts "+" and "/":
+    # only the exact spelling we issue is a token.
+    if not _TOKEN.fullmatch(token):
         return None
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
         return None
-    if not raw:
+    if not raw or base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
         return None
     size = raw[0]
     body, mac = raw[1 : 1 + size], raw[1 + size :]
     if size == 0 or len(body) != size or len(mac) != MAC_BYTES:
         return None
-    if not hmac.compare_digest(mac, hasher.sign(_PURPOSE, body)[:MAC_BYTES]):
+    if not hasher.verify(_PURPOSE, body, mac):
         return None
     return int.from_bytes(body, "big")
 
@@ -72,7 +75,8 @@ def issue(
     campaign_id: int | None = None,
 ) -> str:
     token_id = conn.execute(
-        insert(unsubscribe_tokens).values(
+        insert(unsubscribe_tokens)
+        .values(
             key_hash=key.digest,
             key_id=key.key_id,
             identity_kind=identity_kind,
@@ -80,7 +84,8 @@ def issue(
             campaign_id=campaign_id,
             created_at=datetime.now(UTC),
         )
-    ).inserted_primary_key[0]
+        .returning(unsubscribe_tokens.c.id)
+    ).scalar_one()
     return encode(hasher, int(token_id))
 
 
