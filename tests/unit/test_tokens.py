@@ -1,0 +1,89 @@
+"""Unsubscribe token encoding: short, unforgeable, strict. No I/O (the store part is in
+tests/integration/test_tokens.py)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from suppression.keys import Hasher
+from suppression.tokens import decode, encode
+
+HASHER = Hasher(b"unit-test-secret-0123456789abcdef")
+OTHER = Hasher(b"someone-elses-secret-0123456789ab")
+
+
+@given(st.integers(min_value=0, max_value=2**40))
+def test_a_token_decodes_to_the_id_it_was_issued_for(token_id: int) -> None:
+    assert decode(HASHER, encode(HASHER, token_id)) == token_id
+
+
+@pytest.mark.parametrize("token_id", [1, 255, 256, 2**32, 2**40 - 1, 2**40])
+def test_a_token_for_ids_up_to_2_40_is_at_most_24_characters(token_id: int) -> None:
+    token = encode(HASHER, token_id)
+    assert len(token) <= 24
+    assert token.isascii() and "=" not in token
+
+
+def test_a_token_signed_with_another_key_is_refused() -> None:
+    assert decode(HASHER, encode(OTHER, 42)) is None
+
+
+def test_a_token_issued_before_a_key_rotation_still_decodes() -> None:
+    rotated = Hasher(b"the-new-secret-key-0123456789abcd", previous=[HASHER.secret])
+    assert decode(rotated, encode(HASHER, 42)) == 42
+    assert decode(rotated, encode(rotated, 43)) == 43
+
+
+def _raw(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+
+def _token(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def test_a_token_with_a_flipped_mac_bit_is_refused() -> None:
+    raw = bytearray(_raw(encode(HASHER, 42)))
+    raw[-1] ^= 1
+    assert decode(HASHER, _token(bytes(raw))) is None
+
+
+def test_a_token_pointing_at_another_id_with_the_old_mac_is_refused() -> None:
+    raw = bytearray(_raw(encode(HASHER, 42)))
+    raw[1] = 43
+    assert decode(HASHER, _token(bytes(raw))) is None
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 4, 8, 15, 18])
+def test_a_truncated_token_is_refused(cut: int) -> None:
+    token = encode(HASHER, 123456)
+    assert len(token) == 19
+    assert decode(HASHER, token[:-cut]) is None
+
+
+def test_a_token_with_extra_characters_is_refused() -> None:
+    token = encode(HASHER, 123456)
+    assert decode(HASHER, token + "A") is None
+    assert decode(HASHER, token + "AAAA") is None
+    assert decode(HASHER, " " + token) is None
+    assert decode(HASHER, token[:5] + "!" + token[5:]) is None
+
+
+def test_only_the_url_safe_spelling_is_a_token() -> None:
+    token = next(encode(HASHER, i) for i in range(1000) if "-" in encode(HASHER, i))
+    assert decode(HASHER, token) is not None
+    assert decode(HASHER, token.replace("-", "+")) is None
+
+
+@given(st.text(max_size=80))
+def test_garbage_is_refused_without_raising(garbage: str) -> None:
+    assert decode(HASHER, garbage) is None
+
+
+@given(st.binary(max_size=40))
+def test_random_bytes_in_token_form_are_refused(raw: bytes) -> None:
+    assert decode(HASHER, _token(raw)) is None
