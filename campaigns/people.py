@@ -72,7 +72,7 @@ def find(conn: Connection, hasher: Hasher, ident: Identity) -> Person:
     return person
 
 
-def consent_facts(row: Mapping[str, Any]) -> ConsentFacts:
+def consent_facts(row: Any) -> ConsentFacts:
     return ConsentFacts(
         reference=f"consent:{row['id']}",
         given_at=_aware(row["given_at"]),
@@ -87,7 +87,7 @@ def consent_facts(row: Mapping[str, Any]) -> ConsentFacts:
     )
 
 
-def customer_facts(row: Mapping[str, Any]) -> CustomerFacts:
+def customer_facts(row: Any) -> CustomerFacts:
     return CustomerFacts(
         customer_id=row["customer_id"],
         contract_active=row["contract_status"] == "active",

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final, Literal
 
 from suppression.calendar import OSLO
-from suppression.ledger import ALARM_CONTACT, Entry, Status
+from suppression.ledger import ALARM_CONTACT, OBJECTION, Entry, Status
 
 Channel = Literal["email", "sms", "call", "post"]
 CHANNELS: Final = ("email", "sms", "call", "post")
@@ -138,32 +138,42 @@ def decide(
 ) -> Decision:
     """Decide one contact. Exclusions are checked first: exclusion wins (ALL-3)."""
     now = now or datetime.now(UTC)
-    scope = CHANNEL_SCOPE[channel]
-    blocking = person.ledger.blocking(scope)
-    # ALL-3: alarm contacts are never marketed to, whatever else we know of them.
-    alarm = [e for e in blocking if e.reason == ALARM_CONTACT]
-    if alarm:
-        return _no(EXCLUDED_ALARM_CONTACT, "ALL-3", *_ledger_refs(alarm))
-    # ALL-1: an objection (any entry with scope all) stops every channel.
-    everything = [e for e in blocking if e.scope == "all"]
-    if everything:
-        return _no(EXCLUDED_OBJECTION, "ALL-1", *_ledger_refs(everything))
-    # ALL-2 (and TP-7 for calls, SM-2 for SMS): an opt-out from this channel.
-    if blocking:
-        rule = (
-            "TP-7"
-            if channel == "call" and any(e.source.startswith("call") for e in blocking)
-            else "ALL-2"
-        )
-        return _no(EXCLUDED_CHANNEL_OPT_OUT, rule, *_ledger_refs(blocking))
+    stopped = recheck(channel, person.ledger, person.recent_contacts, config)
+    if stopped is not None:
+        return stopped
     if not person.has_address:
-        return _no(EXCLUDED_NO_ADDRESS, "ALL-6")
-    # ALL-8 (POLICY): at most N marketing contacts per person per window, all channels.
-    if person.recent_contacts >= config.frequency_cap:
-        return _no(EXCLUDED_FREQUENCY_CAP, "ALL-8", f"recent_contacts:{person.recent_contacts}")
+        return _no(EXCLUDED_NO_ADDRESS, "n/a")
     if channel in ("email", "sms"):
         return _electronic(channel, purpose, person, config, now)
     return _phone_or_post(channel, purpose, person, register, config, now)
+
+
+def recheck(
+    channel: str, ledger: Status, recent_contacts: int, config: PolicyConfig
+) -> Decision | None:
+    """The part of the policy that can change after launch: the ledger and the frequency
+    cap. Run at launch and again right before each send (ALL-6). None: nothing stops it."""
+    scope = CHANNEL_SCOPE[channel]
+    blocking = ledger.blocking(scope)
+    # ALL-3: alarm contacts are never marketed to, whatever else we know of them: an
+    # alarm-contact entry excludes every channel whatever its scope, and no consent lifts it.
+    alarm = [e for e in ledger.entries if e.reason == ALARM_CONTACT and e.kind != "consent"]
+    if alarm:
+        return _no(EXCLUDED_ALARM_CONTACT, "ALL-3", *_ledger_refs(alarm))
+    # ALL-1: an objection (scope all, or reason objection whatever its scope) stops every channel.
+    everything = [e for e in blocking if e.scope == "all" or e.reason == OBJECTION]
+    if everything:
+        return _no(EXCLUDED_OBJECTION, "ALL-1", *_ledger_refs(everything))
+    # ALL-2 (and TP-7 for calls): an opt-out from this channel.
+    if blocking:
+        by_call = channel == "call" and any(e.source.startswith("call") for e in blocking)
+        return _no(
+            EXCLUDED_CHANNEL_OPT_OUT, "TP-7" if by_call else "ALL-2", *_ledger_refs(blocking)
+        )
+    # ALL-8 (POLICY): at most N marketing contacts per person per window, all channels.
+    if recent_contacts >= config.frequency_cap:
+        return _no(EXCLUDED_FREQUENCY_CAP, "ALL-8", f"recent_contacts:{recent_contacts}")
+    return None
 
 
 def _electronic(
@@ -171,7 +181,7 @@ def _electronic(
 ) -> Decision:
     too_old: list[str] = []
     for consent in person.consents:
-        if not _valid_consent(consent, channel, config):
+        if not _valid_consent(consent, channel, config, now):
             continue
         # ES-5 (POLICY): partner consent older than the limit is not used.
         if consent.from_partner and now - consent.given_at > timedelta(
@@ -192,14 +202,22 @@ def _electronic(
     return _no(EXCLUDED_NO_CONSENT, "ES-1")
 
 
-def _valid_consent(consent: ConsentFacts, channel: str, config: PolicyConfig) -> bool:
+def _valid_consent(
+    consent: ConsentFacts, channel: str, config: PolicyConfig, now: datetime
+) -> bool:
     """ES-1: prior, active consent naming our company, for this channel, with its evidence."""
     return (
         channel in consent.channels
+        and consent.given_at <= now  # prior: a consent dated after the contact is not one
         and bool(consent.wording_version.strip())
         and bool(consent.captured_at.strip())
         and _names_us(consent.company_named, config)
     )
+
+
+def names_us(named: str, config: PolicyConfig) -> bool:
+    """Whether a consent's "company named" is our organisation (ES-1); used by importers too."""
+    return _names_us(named, config)
 
 
 def _names_us(named: str, config: PolicyConfig) -> bool:
@@ -239,11 +257,13 @@ def register_fresh(register: RegisterFacts, config: PolicyConfig, now: datetime)
     if register.snapshot_date is None or register.loaded_at is None:
         return "no register snapshot is loaded"
     today = now.astimezone(OSLO).date()
-    loaded = register.loaded_at.astimezone(OSLO).date()
+    # The older of the snapshot's own date and its load date: loading an old file today
+    # does not make its content fresh (POLICY, the stricter reading).
+    loaded = min(register.loaded_at.astimezone(OSLO).date(), register.snapshot_date)
     if (today - loaded).days > config.register_max_age_days:
-        return f"the register snapshot was loaded {(today - loaded).days} days ago (limit {config.register_max_age_days})"
+        return f"the register snapshot is {(today - loaded).days} days old (limit {config.register_max_age_days})"
     if (loaded.year, loaded.month) != (today.year, today.month):
-        return "the register snapshot was loaded in an earlier calendar month"
+        return "the register snapshot is from an earlier calendar month"
     return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from suppression.errors import ConfigurationError, OutreachError
-from worker.commands import db_cmd, explain, register, suppress
+from worker.commands import campaign, db_cmd, explain, register, suppress
 from worker.output import fail
 
 
@@ -30,6 +30,7 @@ main.add_command(suppress.suppress)
 main.add_command(register.register)
 main.add_command(explain.forget)
 main.add_command(explain.explain)
+main.add_command(campaign.campaign)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     )
     frequency_cap: int = Field(default=4, alias="OUTREACH_FREQUENCY_CAP", ge=1)
     log_level: str = Field(default="INFO", alias="OUTREACH_LOG_LEVEL")
+    outbox_dir: str = Field(default="outbox", alias="OUTREACH_OUTBOX_DIR")
+    worker_threads: int = Field(default=4, alias="OUTREACH_WORKER_THREADS", ge=1, le=64)
+    worker_processes: int = Field(default=1, alias="OUTREACH_WORKER_PROCESSES", ge=1, le=64)
+    # For demos only: a fixed "now" (ISO 8601 with offset) so that quiet hours and calling
+    # hours do not hold a demo run at night. Never set in production.
+    demo_now: str | None = Field(default=None, alias="OUTREACH_DEMO_NOW")
+    partners_file: Path = Field(default=Path("partners.toml"), alias="OUTREACH_PARTNERS_FILE")
+    lead_retention_days: int = Field(default=365, alias="OUTREACH_LEAD_RETENTION_DAYS", ge=1)
+    sftp_poll_minutes: int = Field(default=5, alias="OUTREACH_SFTP_POLL_MINUTES", ge=1)
     # Opt-out intake (issue 6): provider webhooks and the company mailbox; unset: disabled.
     twilio_auth_token: str | None = Field(default=None, alias="TWILIO_AUTH_TOKEN")
     mailchimp_webhook_secret: str | None = Field(default=None, alias="MAILCHIMP_WEBHOOK_SECRET")

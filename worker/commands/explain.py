@@ -104,7 +104,7 @@ def explain(
 def _campaign(conn: Any, ctx: Context, person: people.Person, campaign_id: int) -> dict[str, Any]:
     # The campaign engine records decisions per recipient; until a campaign exists there is nothing to show.
     try:
-        from campaigns import explain as campaign_explain  # type: ignore[attr-defined]
+        from campaigns import explain as campaign_explain
     except ImportError:
         return {"id": campaign_id, "error": "campaigns are not available in this version"}
     result: dict[str, Any] = campaign_explain.for_person(conn, ctx.hasher, person, campaign_id)

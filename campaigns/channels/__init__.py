@@ -1,0 +1,1 @@
+"""Ways out: one module (or package) per provider, all behind `base.Channel`."""

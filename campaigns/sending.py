@@ -1,0 +1,562 @@
+"""The send path of one batch: a state machine per recipient.
+
+queued -> sending -> sent | failed | excluded_at_send | unknown (and back to queued
+for a transient error). The rows, not the broker, say what happened:
+
+* a batch is leased (batches.state = running, started_at) so two deliveries of the
+  same message never work on it at once;
+* recipients are claimed a few at a time (queued -> sending, committed) before the
+  provider is called, so a crash leaves them in `sending`; the next delivery turns
+  those into `unknown` and asks the channel to reconcile. They are never sent
+  again blindly (guarantee 2);
+* right before the provider call the ledger and the frequency cap are checked again
+  for the claimed recipients in one query (ALL-6, ALL-8, guarantee 1);
+* pause and cancel are read before every claim, so they take effect within a batch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, update
+
+from campaigns import campaign as campaign_mod
+from campaigns import decisions
+from campaigns.campaign_schema import (
+    CANCELLED,
+    EXCLUDED_AT_SEND,
+    FAILED,
+    QUEUED,
+    SENDING,
+    SENT,
+    UNKNOWN,
+    batches,
+    campaigns,
+    recipients,
+)
+from campaigns.channels.base import Channel, Outcome, OutgoingMessage
+from campaigns.schema import contact_sources, contacts
+from campaigns.templates import source_notice
+from suppression import tokens
+from suppression.calendar import may_send_sms, next_opening
+from suppression.keys import Hasher
+from suppression.ledger import Entry, Status
+from suppression.policy import PolicyConfig, recheck
+from suppression.schema import ledger_entries
+
+LEASE = timedelta(seconds=30)
+SUB_BATCH = 100
+MAX_BATCH_ATTEMPTS = 6
+
+
+class BatchRetry(Exception):
+    """Transient provider errors: some recipients went back to `queued`; retry the batch."""
+
+
+@dataclass
+class BatchResult:
+    campaign_id: int
+    batch_no: int
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    delay_until: datetime | None = None  # quiet hours, a rate limit or another worker's lease
+    skipped: str = ""  # why nothing was done: paused, busy, done
+    retry: bool = False
+
+
+Throttle = Callable[[campaign_mod.Campaign, int], None]  # blocks until `n` messages may go
+
+
+class Sender:
+    def __init__(
+        self,
+        engine: Engine,
+        hasher: Hasher,
+        config: PolicyConfig,
+        channel_for: Callable[[campaign_mod.Campaign], Channel],
+        public_url: str,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        throttle: Throttle | None = None,
+        sub_batch: int = SUB_BATCH,
+    ) -> None:
+        self.engine = engine
+        self.hasher = hasher
+        self.config = config
+        self.channel_for = channel_for
+        self.public_url = public_url.rstrip("/")
+        self.now = now
+        self.throttle = throttle
+        self.sub_batch = sub_batch
+
+    # -- the batch ---------------------------------------------------------------
+
+    def send_batch(self, campaign_id: int, batch_no: int) -> BatchResult:
+        result = BatchResult(campaign_id, batch_no)
+        with self.engine.begin() as conn:
+            camp = campaign_mod.get(conn, campaign_id)
+            if camp.state == campaign_mod.CANCELLED:
+                self._cancel_batch(conn, campaign_id, batch_no)
+                result.skipped = "cancelled"
+                return result
+            if camp.state != campaign_mod.RUNNING:
+                result.skipped = camp.state
+                return result
+            now = self.now()
+            if camp.channel == "sms" and not may_send_sms(now):
+                # ES-6: outside the SMS window the batch waits; it is not dropped.
+                opening = next_opening(now, may_send_sms)
+                conn.execute(
+                    update(batches)
+                    .where(batches.c.campaign_id == campaign_id, batches.c.batch_no == batch_no)
+                    .values(state="waiting", not_before=opening)
+                )
+                result.delay_until = opening
+                result.skipped = "quiet_hours"
+                return result
+            lease = self._take_lease(conn, campaign_id, batch_no, now)
+            if lease is not None:
+                result.skipped, result.delay_until = lease
+                return result
+            attempts = conn.execute(
+                select(batches.c.attempts).where(
+                    batches.c.campaign_id == campaign_id, batches.c.batch_no == batch_no
+                )
+            ).scalar_one()
+        channel = self.channel_for(camp)
+        self._settle_leftovers(channel, campaign_id, batch_no, result)
+        if attempts > MAX_BATCH_ATTEMPTS:
+            self._give_up(campaign_id, batch_no, result)
+        else:
+            self._send_claimed(camp, channel, batch_no, result)
+        self._finish(campaign_id, batch_no, result)
+        return result
+
+    def _take_lease(
+        self, conn: Connection, campaign_id: int, batch_no: int, now: datetime
+    ) -> tuple[str, datetime | None] | None:
+        taken = conn.execute(
+            update(batches)
+            .where(
+                batches.c.campaign_id == campaign_id,
+                batches.c.batch_no == batch_no,
+                or_(
+                    batches.c.state.in_((QUEUED, "waiting")),
+                    and_(batches.c.state == "running", batches.c.started_at < now - LEASE),
+                ),
+            )
+            .values(state="running", started_at=now, attempts=batches.c.attempts + 1)
+        ).rowcount
+        if taken == 1:
+            return None
+        row = conn.execute(
+            select(batches.c.state, batches.c.started_at).where(
+                batches.c.campaign_id == campaign_id, batches.c.batch_no == batch_no
+            )
+        ).first()
+        if row is None or row.state == "done":
+            return ("done", None)
+        started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=UTC)
+        return ("busy", started + LEASE)
+
+    def _settle_leftovers(
+        self, channel: Channel, campaign_id: int, batch_no: int, result: BatchResult
+    ) -> None:
+        """Recipients left in `sending` by a crashed delivery: unknown, then reconciled."""
+        with self.engine.begin() as conn:
+            ids = [
+                int(r[0])
+                for r in conn.execute(
+                    select(recipients.c.id).where(
+                        recipients.c.campaign_id == campaign_id,
+                        recipients.c.batch_no == batch_no,
+                        recipients.c.state == SENDING,
+                    )
+                )
+            ]
+            if not ids:
+                return
+            now = self.now()
+            conn.execute(
+                update(recipients)
+                .where(recipients.c.id.in_(ids))
+                .values(
+                    state=UNKNOWN,
+                    error="outcome unknown after an interrupted delivery",
+                    updated_at=now,
+                )
+            )
+        reconcile_unknown(self.engine, channel, campaign_id, ids, self.now())
+        result.counts["unknown"] += len(ids)
+
+    def _give_up(self, campaign_id: int, batch_no: int, result: BatchResult) -> None:
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                update(recipients)
+                .where(
+                    recipients.c.campaign_id == campaign_id,
+                    recipients.c.batch_no == batch_no,
+                    recipients.c.state == QUEUED,
+                )
+                .values(
+                    state=FAILED,
+                    error=f"gave up after {MAX_BATCH_ATTEMPTS} attempts",
+                    updated_at=self.now(),
+                )
+            ).rowcount
+        result.counts[FAILED] += n
+
+    def _cancel_batch(self, conn: Connection, campaign_id: int, batch_no: int) -> None:
+        conn.execute(
+            update(recipients)
+            .where(
+                recipients.c.campaign_id == campaign_id,
+                recipients.c.batch_no == batch_no,
+                recipients.c.state == QUEUED,
+            )
+            .values(state=CANCELLED, updated_at=self.now())
+        )
+        conn.execute(
+            update(batches)
+            .where(batches.c.campaign_id == campaign_id, batches.c.batch_no == batch_no)
+            .values(state="done", finished_at=self.now())
+        )
+
+    # -- sub-batches -------------------------------------------------------------
+
+    def _send_claimed(
+        self, camp: campaign_mod.Campaign, channel: Channel, batch_no: int, result: BatchResult
+    ) -> None:
+        while True:
+            with self.engine.begin() as conn:
+                state = conn.execute(
+                    select(campaigns.c.state).where(campaigns.c.id == camp.id)
+                ).scalar_one()
+                if state != campaign_mod.RUNNING:
+                    if state == campaign_mod.CANCELLED:
+                        self._cancel_batch(conn, camp.id, batch_no)
+                    result.skipped = state
+                    return
+                claimed = self._claim(conn, camp.id, batch_no)
+                # Renew the lease while we work.
+                conn.execute(
+                    update(batches)
+                    .where(batches.c.campaign_id == camp.id, batches.c.batch_no == batch_no)
+                    .values(started_at=self.now())
+                )
+            if not claimed:
+                return
+            if self.throttle is not None:
+                self.throttle(camp, len(claimed))
+            with self.engine.connect() as conn:
+                messages = self._messages(conn, camp, claimed)
+            checks: dict[int, tuple[datetime, str | None]] = {}
+
+            def check(
+                ids: Sequence[int], checks: dict[int, tuple[datetime, str | None]] = checks
+            ) -> dict[int, str]:
+                stopped, at = self.recheck(camp, ids)
+                for rid in ids:
+                    checks[rid] = (at, stopped.get(rid))
+                return stopped
+
+            outcomes = channel.deliver(messages, check)
+            self._record(camp.id, outcomes, checks, result)
+            if any(o.state == "retry" for o in outcomes):
+                delays = [o.retry_after for o in outcomes if o.retry_after]
+                if delays:
+                    result.delay_until = self.now() + timedelta(seconds=max(delays))
+                else:
+                    result.retry = True
+                return
+
+    def _claim(self, conn: Connection, campaign_id: int, batch_no: int) -> list[int]:
+        ids = [
+            int(r[0])
+            for r in conn.execute(
+                select(recipients.c.id)
+                .where(
+                    recipients.c.campaign_id == campaign_id,
+                    recipients.c.batch_no == batch_no,
+                    recipients.c.state == QUEUED,
+                )
+                .order_by(recipients.c.id)
+                .limit(self.sub_batch)
+            )
+        ]
+        if ids:
+            conn.execute(
+                update(recipients)
+                .where(recipients.c.id.in_(ids), recipients.c.state == QUEUED)
+                .values(state=SENDING, updated_at=self.now())
+            )
+        return ids
+
+    def _messages(
+        self, conn: Connection, camp: campaign_mod.Campaign, ids: list[int]
+    ) -> list[OutgoingMessage]:
+        rows = conn.execute(
+            select(
+                recipients.c.id,
+                recipients.c.token_id,
+                recipients.c.contact_id,
+                contacts.c.email,
+                contacts.c.phone,
+                contacts.c.first_name,
+                contacts.c.last_name,
+                contacts.c.is_partner_lead,
+            )
+            .join(contacts, contacts.c.id == recipients.c.contact_id)
+            .where(recipients.c.id.in_(ids))
+        ).all()
+        partners: dict[int, str] = {}
+        lead_ids = [int(r.contact_id) for r in rows if r.is_partner_lead]
+        if lead_ids:
+            for cid, source in conn.execute(
+                select(contact_sources.c.contact_id, contact_sources.c.source)
+                .where(
+                    contact_sources.c.contact_id.in_(lead_ids),
+                    contact_sources.c.source.like("partner:%"),
+                )
+                .order_by(contact_sources.c.id)
+            ):
+                partners.setdefault(int(cid), source.split(":", 1)[1])
+        template = camp.message_template()
+        org = {"name": self.config.organisation_name, "number": self.config.organisation_number}
+        out = []
+        for r in rows:
+            url = f"{self.public_url}/u/{tokens.encode(self.hasher, int(r.token_id))}"
+            name = " ".join(p for p in (r.first_name, r.last_name) if p)
+            values: dict[str, Any] = {
+                "unsubscribe_url": url,
+                "organisation": org,
+                "source_notice": source_notice(
+                    partners.get(int(r.contact_id)), self.config.organisation_name
+                ),
+                "first_name": r.first_name or "",
+                "name": name,
+            }
+            subject, body = template.render(values)
+            headers = {}
+            if camp.channel == "email":
+                # EM-1: one-click unsubscribe where we control the headers.
+                headers = {
+                    "List-Unsubscribe": f"<{url}>",
+                    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                }
+            to = r.email if camp.channel == "email" else r.phone
+            out.append(
+                OutgoingMessage(int(r.id), camp.id, to or "", subject, body, url, name, headers)
+            )
+        return out
+
+    def recheck(
+        self, camp: campaign_mod.Campaign, ids: Sequence[int]
+    ) -> tuple[dict[int, str], datetime]:
+        """ALL-6 and ALL-8 for many recipients in one query: {recipient_id: rule} of those
+        that must not be sent now."""
+        now = self.now()
+        since = now - timedelta(days=self.config.frequency_window_days)
+        r2 = recipients.alias("earlier")
+        recent = (
+            select(r2.c.id)
+            .where(
+                r2.c.contact_id == recipients.c.contact_id,
+                r2.c.campaign_id != recipients.c.campaign_id,
+                r2.c.state.in_(decisions.COUNTED_STATES),
+                r2.c.sent_at >= since,
+            )
+            .correlate(recipients)
+        )
+        from sqlalchemy import func
+
+        recent_count = select(func.count()).select_from(recent.subquery()).scalar_subquery()
+        query = (
+            select(
+                recipients.c.id.label("rid"),
+                recent_count.label("recent"),
+                ledger_entries.c.id,
+                ledger_entries.c.key_hash,
+                ledger_entries.c.kind,
+                ledger_entries.c.scope,
+                ledger_entries.c.reason,
+                ledger_entries.c.source,
+                ledger_entries.c.evidence_ref,
+                ledger_entries.c.occurred_at,
+                ledger_entries.c.actor,
+            )
+            .select_from(
+                recipients.join(contacts, contacts.c.id == recipients.c.contact_id).outerjoin(
+                    ledger_entries,
+                    or_(
+                        ledger_entries.c.key_hash == contacts.c.email_hash,
+                        ledger_entries.c.key_hash == contacts.c.phone_hash,
+                        ledger_entries.c.key_hash == contacts.c.name_address_hash,
+                        ledger_entries.c.key_hash == recipients.c.key_hash,
+                    ),
+                )
+            )
+            .where(recipients.c.id.in_(list(ids)))
+        )
+        statuses: dict[int, Status] = defaultdict(Status)
+        recent_by: dict[int, int] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                rid = int(row.rid)
+                recent_by[rid] = int(row.recent)
+                if row.id is not None:
+                    occurred = (
+                        row.occurred_at
+                        if row.occurred_at.tzinfo
+                        else row.occurred_at.replace(tzinfo=UTC)
+                    )
+                    statuses[rid].entries.append(
+                        Entry(
+                            int(row.id), bytes(row.key_hash), row.kind, row.scope, row.reason, row.source,
+                            row.evidence_ref, occurred, row.actor,
+                        )
+                    )  # fmt: skip
+        stopped: dict[int, str] = {}
+        for rid in ids:
+            decision = recheck(
+                camp.channel, statuses.get(rid, Status()), recent_by.get(rid, 0), self.config
+            )
+            if decision is not None:
+                stopped[rid] = decision.rule
+        return stopped, now
+
+    # -- recording ---------------------------------------------------------------
+
+    def _record(
+        self,
+        campaign_id: int,
+        outcomes: list[Outcome],
+        checks: dict[int, tuple[datetime, str | None]],
+        result: BatchResult,
+    ) -> None:
+        now = self.now()
+        params = []
+        for o in outcomes:
+            state = {"retry": QUEUED, "excluded_at_send": EXCLUDED_AT_SEND}.get(o.state, o.state)
+            checked_at, rule = checks.get(o.recipient_id, (None, None))
+            params.append(
+                {
+                    "rid": o.recipient_id,
+                    "state": state,
+                    "provider_id": o.provider_id,
+                    "error": o.error,
+                    "sent_at": now if state == SENT else None,
+                    "checked_at": checked_at,
+                    "send_decision": "stop" if rule else ("send" if checked_at else None),
+                    "send_rule": rule or o.rule,
+                    "updated_at": now,
+                }
+            )
+            result.counts[state] += 1
+        stmt = (
+            update(recipients)
+            .where(recipients.c.id == bindparam("rid"), recipients.c.state == SENDING)
+            .values(
+                state=bindparam("state"),
+                provider_id=bindparam("provider_id"),
+                error=bindparam("error"),
+                sent_at=bindparam("sent_at"),
+                checked_at=bindparam("checked_at"),
+                send_decision=bindparam("send_decision"),
+                send_rule=bindparam("send_rule"),
+                updated_at=bindparam("updated_at"),
+            )
+        )
+        sent_ids = [o.recipient_id for o in outcomes if o.state == SENT]
+        with self.engine.begin() as conn:
+            if params:
+                conn.execute(stmt, params)
+            if sent_ids:
+                contact_ids = select(recipients.c.contact_id).where(recipients.c.id.in_(sent_ids))
+                conn.execute(
+                    update(contacts)
+                    .where(contacts.c.id.in_(contact_ids), contacts.c.first_contacted_at.is_(None))
+                    .values(first_contacted_at=now)
+                )
+                conn.execute(
+                    update(contacts)
+                    .where(contacts.c.id.in_(contact_ids))
+                    .values(last_contacted_at=now)
+                )
+
+    def _finish(self, campaign_id: int, batch_no: int, result: BatchResult) -> None:
+        with self.engine.begin() as conn:
+            left = conn.execute(
+                select(recipients.c.id)
+                .where(
+                    recipients.c.campaign_id == campaign_id,
+                    recipients.c.batch_no == batch_no,
+                    recipients.c.state.in_((QUEUED, SENDING)),
+                )
+                .limit(1)
+            ).first()
+            now = self.now()
+            if left is None:
+                conn.execute(
+                    update(batches)
+                    .where(batches.c.campaign_id == campaign_id, batches.c.batch_no == batch_no)
+                    .values(state="done", finished_at=now)
+                )
+            else:
+                # Paused, rate limited or transient errors: back in the queue for the next delivery.
+                values: dict[str, Any] = {"state": QUEUED, "enqueued_at": now}
+                if result.delay_until is not None:
+                    values = {
+                        "state": "waiting",
+                        "not_before": result.delay_until,
+                        "enqueued_at": now,
+                    }
+                conn.execute(
+                    update(batches)
+                    .where(batches.c.campaign_id == campaign_id, batches.c.batch_no == batch_no)
+                    .values(**values)
+                )
+        if left is None:
+            # After our commit: of two batches finishing at once, the later one sees both done.
+            with self.engine.begin() as conn:
+                finish_campaign_if_done(conn, campaign_id, self.now())
+        if result.retry:
+            raise BatchRetry(f"campaign {campaign_id} batch {batch_no}: transient provider errors")
+
+
+def finish_campaign_if_done(conn: Connection, campaign_id: int, now: datetime) -> bool:
+    open_batch = conn.execute(
+        select(batches.c.id)
+        .where(batches.c.campaign_id == campaign_id, batches.c.state != "done")
+        .limit(1)
+    ).first()
+    if open_batch is not None:
+        return False
+    n = conn.execute(
+        update(campaigns)
+        .where(campaigns.c.id == campaign_id, campaigns.c.state == campaign_mod.RUNNING)
+        .values(state=campaign_mod.DONE, finished_at=now)
+    ).rowcount
+    return n == 1
+
+
+def reconcile_unknown(
+    engine: Engine, channel: Channel, campaign_id: int, ids: Sequence[int], now: datetime
+) -> int:
+    """Ask the channel which `unknown` recipients it did receive; those become `sent`."""
+    found = channel.reconcile(campaign_id, ids)
+    if not found:
+        return 0
+    with engine.begin() as conn:
+        conn.execute(
+            update(recipients)
+            .where(recipients.c.id == bindparam("rid"), recipients.c.state == UNKNOWN)
+            .values(
+                state=SENT, provider_id=bindparam("pid"), sent_at=now, error=None, updated_at=now
+            ),
+            [{"rid": rid, "pid": pid} for rid, pid in found.items()],
+        )
+    return len(found)

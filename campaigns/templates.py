@@ -1,0 +1,82 @@
+"""Message templates: Jinja2, sandboxed, checked when a campaign is created.
+
+A template must carry the unsubscribe link (ES-4, SM-3), the sender's identity
+(ALL-7) and, when the campaign can reach partner leads, the source notice (GD-1).
+Email templates may start with a `Subject:` line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from suppression.errors import OutreachError
+
+UNSUBSCRIBE = "unsubscribe_url"
+ORGANISATION = "organisation"
+SOURCE_NOTICE = "source_notice"
+
+_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+class TemplateRefused(OutreachError):
+    """The template breaks a rule; the message names the rule id."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageTemplate:
+    subject: str
+    body: str
+
+    @classmethod
+    def parse(cls, text: str) -> MessageTemplate:
+        first, _, rest = text.partition("\n")
+        if first.lower().startswith("subject:"):
+            return cls(first.split(":", 1)[1].strip(), rest.lstrip("\n"))
+        return cls("", text)
+
+    def render(self, values: dict[str, Any]) -> tuple[str, str]:
+        return _env.from_string(self.subject).render(values), _env.from_string(self.body).render(
+            values
+        )
+
+
+def variables(text: str) -> set[str]:
+    try:
+        return set(meta.find_undeclared_variables(_env.parse(text)))
+    except TemplateSyntaxError as exc:
+        raise TemplateRefused(f"template line {exc.lineno}: {exc.message}") from None
+
+
+def check(text: str, *, organisation_name: str, reaches_partner_leads: bool) -> MessageTemplate:
+    """Refuse a template that would send a message the law does not allow."""
+    template = MessageTemplate.parse(text)
+    used = variables(template.body) | variables(template.subject)
+    if UNSUBSCRIBE not in variables(template.body):
+        raise TemplateRefused(
+            "ES-4: the template has no {{ unsubscribe_url }} placeholder in its body"
+        )
+    if ORGANISATION not in used and organisation_name.casefold() not in text.casefold():
+        raise TemplateRefused(
+            "ALL-7: the template does not say who the message is from "
+            "(use {{ organisation.name }} or write the company's name)"
+        )
+    if reaches_partner_leads and SOURCE_NOTICE not in variables(template.body):
+        raise TemplateRefused(
+            "GD-1: a campaign that can reach partner leads needs {{ source_notice }} in its body"
+        )
+    return template
+
+
+def source_notice(partner: str | None, organisation_name: str) -> str:
+    """GD-1: where we got the person's data, and how to object (Norwegian first)."""
+    if not partner:
+        return ""
+    return (
+        f"Vi fikk kontaktinformasjonen din fra {partner}. "
+        f"Du kan når som helst reservere deg mot markedsføring fra {organisation_name} "
+        "via lenken i denne meldingen."
+    )

@@ -1,0 +1,252 @@
+"""The campaign engine on the stub broker with a real dramatiq worker thread."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dramatiq
+import pytest
+from sqlalchemy import Engine, func, select, update
+
+from campaigns import campaign as campaign_mod
+from campaigns import launch as launch_mod
+from campaigns import report as report_mod
+from campaigns.campaign_schema import batches, recipients
+from campaigns.channels.outbox import OutboxChannel
+from campaigns.templates import TemplateRefused
+from suppression.keys import Hasher
+from suppression.ledger import Ledger
+from suppression.policy import PolicyConfig
+from tests.conftest import ORG_NAME, ORG_NUMBER, SECRET
+from tests.factories import add_person
+from worker import actors, settings
+from worker.context import Context
+
+pytestmark = pytest.mark.integration
+
+EMAIL_TEMPLATE = (
+    "Subject: Nytt fra {{ organisation.name }}\n\n"
+    "Hei {{ first_name }}!\n{{ source_notice }}\nAvmeld: {{ unsubscribe_url }}\n"
+)
+# A Tuesday at 10:00 in Oslo: inside every window.
+TUESDAY_MORNING = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def ctx(store_url: str, tmp_path: Path) -> Iterator[Context]:
+    s = settings.load(
+        DATABASE_URL=store_url,
+        OUTREACH_SECRET_KEY=SECRET,
+        OUTREACH_ORGANISATION_NAME=ORG_NAME,
+        OUTREACH_ORGANISATION_NUMBER=ORG_NUMBER,
+        OUTREACH_OUTBOX_DIR=str(tmp_path / "outbox"),
+        OUTREACH_DEMO_NOW=TUESDAY_MORNING.isoformat(),
+    )
+    context = Context(s)
+    actors.configure(context)
+    yield context
+    context.engine.dispose()
+
+
+@pytest.fixture
+def worker() -> Iterator[dramatiq.Worker]:
+    broker = actors.broker
+    broker.flush_all()
+    w = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
+    w.start()
+    yield w
+    w.stop()
+
+
+def _people(engine: Engine, hasher: Hasher, count: int) -> list[int]:
+    with engine.begin() as conn:
+        return [add_person(conn, hasher, n) for n in range(count)]
+
+
+def _create(engine: Engine, channel: str = "email", **kw: object) -> int:
+    with engine.begin() as conn:
+        return campaign_mod.create(
+            conn,
+            name="Vinterkampanje",
+            channel=channel,
+            purpose="alarm",
+            template_text=EMAIL_TEMPLATE,
+            organisation_name=ORG_NAME,
+            batch_size=kw.pop("batch_size", 10),  # type: ignore[arg-type]
+            **kw,  # type: ignore[arg-type]
+        ).id
+
+
+def _launch(ctx: Context, campaign_id: int) -> launch_mod.Summary:
+    with ctx.engine.begin() as conn:
+        summary = launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=TUESDAY_MORNING)
+        numbers = launch_mod.batches_to_enqueue(conn, campaign_id)
+    for n in numbers:
+        actors.enqueue_batch(campaign_id, n)
+    return summary
+
+
+def test_a_template_without_the_unsubscribe_link_is_refused(engine: Engine) -> None:
+    with engine.begin() as conn, pytest.raises(TemplateRefused, match="ES-4"):
+        campaign_mod.create(
+            conn, name="x", channel="email", purpose="alarm",
+            template_text="Hei fra {{ organisation.name }} {{ source_notice }}", organisation_name=ORG_NAME,
+        )  # fmt: skip
+
+
+def test_a_template_without_the_sender_is_refused(engine: Engine) -> None:
+    with engine.begin() as conn, pytest.raises(TemplateRefused, match="ALL-7"):
+        campaign_mod.create(
+            conn, name="x", channel="email", purpose="alarm",
+            template_text="Hei {{ unsubscribe_url }} {{ source_notice }}", organisation_name=ORG_NAME,
+        )  # fmt: skip
+
+
+def test_a_template_reaching_partner_leads_needs_the_source_notice(engine: Engine) -> None:
+    with engine.begin() as conn, pytest.raises(TemplateRefused, match="GD-1"):
+        campaign_mod.create(
+            conn, name="x", channel="email", purpose="alarm",
+            template_text="Fra {{ organisation.name }}: {{ unsubscribe_url }}", organisation_name=ORG_NAME,
+        )  # fmt: skip
+
+
+def test_preview_counts_decisions_and_changes_nothing(
+    ctx: Context, hasher: Hasher, policy_config: PolicyConfig
+) -> None:
+    ids = _people(ctx.engine, hasher, 5)
+    with ctx.engine.begin() as conn:
+        Ledger(conn, hasher).add(
+            hasher.hash(__import__("suppression.identity", fromlist=["x"]).email_identity("ola1@example.com")),
+            "email", scope="email", reason="unsubscribe", source="test",
+        )  # fmt: skip
+    campaign_id = _create(ctx.engine)
+    with ctx.engine.connect() as conn:
+        summary = launch_mod.preview(conn, hasher, policy_config, campaign_id, now=TUESDAY_MORNING)
+        assert conn.execute(select(func.count()).select_from(recipients)).scalar_one() == 0
+    assert summary.audience == len(ids)
+    assert summary.by_decision[("send", "ES-1")] == 4
+    assert summary.by_decision[("excluded:channel_opt_out", "ALL-2")] == 1
+    assert summary.samples["excluded:channel_opt_out"][0]["name"] == "Ola1 Nordmann"
+
+
+def test_a_campaign_sends_once_to_each_eligible_recipient(
+    ctx: Context, hasher: Hasher, worker: dramatiq.Worker
+) -> None:
+    _people(ctx.engine, hasher, 25)
+    campaign_id = _create(ctx.engine)
+    summary = _launch(ctx, campaign_id)
+    assert summary.eligible == 25 and summary.batches == 3
+    actors.broker.join("sends")
+    worker.join()
+    with ctx.engine.connect() as conn:
+        rep = report_mod.build(conn, campaign_id)
+    assert rep.states["sent"] == 25
+    assert rep.campaign.state == "done"
+    messages = OutboxChannel(Path(ctx.settings.outbox_dir), "email").messages(campaign_id)
+    assert sorted(m["to"] for m in messages) == sorted(f"ola{n}@example.com" for n in range(25))
+    first = messages[0]
+    assert (
+        "/u/" in first["body"]
+        and first["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    )
+    assert "Partner A" in first["body"]  # GD-1: the source notice names the partner
+
+
+def test_an_opt_out_committed_after_launch_stops_the_send(
+    ctx: Context, hasher: Hasher, worker: dramatiq.Worker
+) -> None:
+    from suppression.identity import email_identity
+
+    _people(ctx.engine, hasher, 6)
+    campaign_id = _create(ctx.engine)
+    with ctx.engine.begin() as conn:
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=TUESDAY_MORNING)
+    with ctx.engine.begin() as conn:
+        Ledger(conn, hasher).add(hasher.hash(email_identity("ola3@example.com")), "email",
+                                 scope="all", reason="objection", source="test")  # fmt: skip
+    actors.enqueue_batch(campaign_id, 0)
+    actors.broker.join("sends")
+    worker.join()
+    with ctx.engine.connect() as conn:
+        rows = {r.contact_id: r for r in conn.execute(select(recipients))}
+    stopped = [r for r in rows.values() if r.state == "excluded_at_send"]
+    assert len(stopped) == 1 and stopped[0].send_rule == "ALL-1"
+    messages = OutboxChannel(Path(ctx.settings.outbox_dir), "email").messages(campaign_id)
+    assert "ola3@example.com" not in {m["to"] for m in messages}
+    assert len(messages) == 5
+
+
+def test_a_redelivered_batch_never_sends_twice(
+    ctx: Context, hasher: Hasher, worker: dramatiq.Worker
+) -> None:
+    """A crash after claiming leaves recipients in `sending`: they become unknown and are
+    reconciled against the outbox, never sent again."""
+    _people(ctx.engine, hasher, 10)
+    campaign_id = _create(ctx.engine)
+    with ctx.engine.begin() as conn:
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=TUESDAY_MORNING)
+        # Simulate a worker killed mid-batch: 4 claimed, lease expired long ago.
+        ids = [
+            r[0] for r in conn.execute(select(recipients.c.id).order_by(recipients.c.id).limit(4))
+        ]
+        conn.execute(update(recipients).where(recipients.c.id.in_(ids)).values(state="sending"))
+        conn.execute(
+            update(batches).values(state="running", started_at=datetime(2020, 1, 1, tzinfo=UTC))
+        )
+    actors.enqueue_batch(campaign_id, 0)
+    actors.enqueue_batch(campaign_id, 0)  # and a duplicate delivery
+    actors.broker.join("sends")
+    worker.join()
+    with ctx.engine.connect() as conn:
+        states = report_mod.counts(conn, campaign_id)
+    assert states["unknown"] == 4 and states["sent"] == 6
+    messages = OutboxChannel(Path(ctx.settings.outbox_dir), "email").messages(campaign_id)
+    assert len(messages) == len({m["recipient_id"] for m in messages}) == 6
+
+
+def test_a_paused_campaign_sends_nothing_until_resumed(
+    ctx: Context, hasher: Hasher, worker: dramatiq.Worker
+) -> None:
+    _people(ctx.engine, hasher, 5)
+    campaign_id = _create(ctx.engine)
+    with ctx.engine.begin() as conn:
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=TUESDAY_MORNING)
+        campaign_mod.move(conn, campaign_id, campaign_mod.PAUSED)
+    actors.enqueue_batch(campaign_id, 0)
+    actors.broker.join("sends")
+    worker.join()
+    with ctx.engine.connect() as conn:
+        assert report_mod.counts(conn, campaign_id)["queued"] == 5
+    with ctx.engine.begin() as conn:
+        campaign_mod.move(conn, campaign_id, campaign_mod.RUNNING)
+    actors.enqueue_batch(campaign_id, 0)
+    actors.broker.join("sends")
+    worker.join()
+    with ctx.engine.connect() as conn:
+        assert report_mod.counts(conn, campaign_id)["sent"] == 5
+
+
+def test_sms_outside_quiet_hours_waits_instead_of_dropping(ctx: Context, hasher: Hasher) -> None:
+    """ES-6: a batch on a Sunday is delayed to Monday 09:00, nothing is sent or lost."""
+    from worker.services import sender as build_sender
+
+    _people(ctx.engine, hasher, 3)
+    with ctx.engine.begin() as conn:
+        campaign_id = campaign_mod.create(
+            conn, name="sms", channel="sms", purpose="alarm",
+            template_text="{{ organisation.name }}: tilbud! {{ source_notice }} Stopp: {{ unsubscribe_url }}",
+            organisation_name=ORG_NAME,
+        ).id  # fmt: skip
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=TUESDAY_MORNING)
+    sunday = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    s = build_sender(ctx)
+    s.now = lambda: sunday
+    result = s.send_batch(campaign_id, 0)
+    assert result.skipped == "quiet_hours"
+    assert result.delay_until is not None and result.delay_until.isoformat().startswith(
+        "2026-11-30T09:00"
+    )
+    with ctx.engine.connect() as conn:
+        assert report_mod.counts(conn, campaign_id)["queued"] == 3

@@ -1,0 +1,111 @@
+"""dramatiq actors: thin verbs that load ids, call the service, record the outcome.
+
+The broker is chosen when this module is imported (`dramatiq worker.actors` imports
+it): Redis when REDIS_URL is set, the in-process stub otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+
+import dramatiq
+from dramatiq.rate_limits import WindowRateLimiter
+from dramatiq.rate_limits.backends import StubBackend
+
+from campaigns.campaign import Campaign
+from campaigns.sending import Sender
+from suppression.errors import ConfigurationError
+from worker import settings
+from worker.broker import SEND_QUEUE, is_embedded, make_broker
+from worker.context import Context
+
+
+def _redis_url() -> str | None:
+    try:
+        return settings.get().redis_url
+    except ConfigurationError:
+        # The process cannot work without its settings; it says so when it first uses them.
+        return None
+
+
+broker = make_broker(_redis_url())
+dramatiq.set_broker(broker)
+
+_ctx: Context | None = None
+_sender: Sender | None = None
+# Embedded mode: a batch that must wait longer than this is left waiting in the store
+# (the clock or the next `outreach worker` run picks it up) instead of holding the process.
+EMBEDDED_MAX_DELAY_MS = 5_000
+
+
+def configure(ctx: Context) -> None:
+    """Use this context (tests and the embedded runner set it; workers load it lazily)."""
+    global _ctx, _sender
+    _ctx, _sender = ctx, None
+
+
+def context() -> Context:
+    global _ctx
+    if _ctx is None:
+        _ctx = Context.load()
+    return _ctx
+
+
+def _rate_backend() -> object:
+    if is_embedded(broker):
+        return StubBackend()  # type: ignore[no-untyped-call]
+    from dramatiq.rate_limits.backends import RedisBackend
+
+    return RedisBackend(url=context().settings.redis_url)
+
+
+_limiter_backend: object | None = None
+
+
+def throttle(campaign: Campaign, count: int) -> None:
+    """Hold the campaign's messages-per-second with dramatiq's (Redis-backed) window limiter.
+    Waiting here spends no retry."""
+    global _limiter_backend
+    if not campaign.rate_limit:
+        return
+    if _limiter_backend is None:
+        _limiter_backend = _rate_backend()
+    limiter = WindowRateLimiter(  # type: ignore[no-untyped-call]
+        _limiter_backend, f"campaign-{campaign.id}", limit=campaign.rate_limit, window=1
+    )
+    for _ in range(count):
+        while True:
+            with limiter.acquire(raise_on_failure=False) as acquired:
+                if acquired:
+                    break
+            time.sleep(0.02)
+
+
+def sender() -> Sender:
+    global _sender
+    if _sender is None:
+        from worker.services import sender as build_sender
+
+        _sender = build_sender(context(), throttle=throttle)
+    return _sender
+
+
+@dramatiq.actor(
+    queue_name=SEND_QUEUE,
+    max_retries=5,
+    min_backoff=1_000,
+    max_backoff=60_000,
+    time_limit=15 * 60_000,
+)
+def send_batch(campaign_id: int, batch_no: int) -> None:
+    """Send one batch of a campaign (campaigns.sending)."""
+    result = sender().send_batch(campaign_id, batch_no)
+    if result.delay_until is not None:
+        delay_ms = max(0, int((result.delay_until - sender().now()).total_seconds() * 1000))
+        if is_embedded(broker) and delay_ms > EMBEDDED_MAX_DELAY_MS:
+            return
+        send_batch.send_with_options(args=(campaign_id, batch_no), delay=delay_ms)
+
+
+def enqueue_batch(campaign_id: int, batch_no: int) -> None:
+    send_batch.send(campaign_id, batch_no)

@@ -1,0 +1,41 @@
+"""The dramatiq broker: Redis when REDIS_URL is set, in-process otherwise.
+
+Tuned so that the messages of a SIGKILLed worker come back to another worker within
+about a minute: a worker is presumed dead 15 s after its last heartbeat, and every
+fetch has a 5 % chance of running the maintenance that requeues a dead worker's
+unacknowledged messages (the default, 0.1 %, can take many minutes on a quiet
+queue). `outreach worker` also keeps the prefetch at one message per thread so that a
+dying worker holds as few messages as possible.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import CurrentMessage
+
+HEARTBEAT_TIMEOUT_MS = 15_000
+MAINTENANCE_CHANCE = 50_000  # out of dramatiq's 1,000,000
+SEND_QUEUE = "sends"
+INTAKE_QUEUE = "intake"
+
+
+def make_broker(redis_url: str | None) -> dramatiq.Broker:
+    broker: dramatiq.Broker
+    if redis_url:
+        broker = RedisBroker(  # type: ignore[no-untyped-call]
+            url=redis_url,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+            maintenance_chance=MAINTENANCE_CHANCE,
+            namespace="outreach",
+        )
+    else:
+        broker = StubBroker()
+        broker.emit_after("process_boot")
+    broker.add_middleware(CurrentMessage())
+    return broker
+
+
+def is_embedded(broker: dramatiq.Broker) -> bool:
+    return isinstance(broker, StubBroker)
