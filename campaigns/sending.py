@@ -33,6 +33,7 @@ from campaigns.campaign_schema import (
     QUEUED,
     SENDING,
     SENT,
+    STAGED,
     UNKNOWN,
     batches,
     campaigns,
@@ -521,10 +522,54 @@ class Sender:
                 )
         if left is None:
             # After our commit: of two batches finishing at once, the later one sees both done.
+            self._finalize_if_staged(campaign_id)
             with self.engine.begin() as conn:
                 finish_campaign_if_done(conn, campaign_id, self.now())
         if result.retry:
             raise BatchRetry(f"campaign {campaign_id} batch {batch_no}: transient provider errors")
+
+    def _finalize_if_staged(self, campaign_id: int) -> None:
+        """Once every batch is done, a staging channel sends the campaign, exactly once:
+        the staged recipients are claimed (staged -> sending) by one worker only."""
+        with self.engine.begin() as conn:
+            open_batch = conn.execute(
+                select(batches.c.id)
+                .where(batches.c.campaign_id == campaign_id, batches.c.state != "done")
+                .limit(1)
+            ).first()
+            if open_batch is not None:
+                return
+            ids = [
+                int(r[0])
+                for r in conn.execute(
+                    select(recipients.c.id).where(
+                        recipients.c.campaign_id == campaign_id, recipients.c.state == STAGED
+                    )
+                )
+            ]
+            if not ids:
+                return
+            claimed = conn.execute(
+                update(recipients)
+                .where(recipients.c.id.in_(ids), recipients.c.state == STAGED)
+                .values(state=SENDING, updated_at=self.now())
+            ).rowcount
+            if claimed != len(ids):
+                # Another worker is finalizing; ours is rolled back.
+                conn.rollback()
+                return
+            camp = campaign_mod.get(conn, campaign_id)
+        channel = self.channel_for(camp)
+        checks: dict[int, tuple[datetime, str | None]] = {}
+
+        def check(rids: Sequence[int]) -> dict[int, str]:
+            stopped, at = self.recheck(camp, rids)
+            for rid in rids:
+                checks[rid] = (at, stopped.get(rid))
+            return stopped
+
+        outcomes = channel.finalize(campaign_id, ids, check)
+        self._record(campaign_id, outcomes, checks, BatchResult(campaign_id, -1))
 
 
 def finish_campaign_if_done(conn: Connection, campaign_id: int, now: datetime) -> bool:
@@ -534,6 +579,16 @@ def finish_campaign_if_done(conn: Connection, campaign_id: int, now: datetime) -
         .limit(1)
     ).first()
     if open_batch is not None:
+        return False
+    unsent = conn.execute(
+        select(recipients.c.id)
+        .where(
+            recipients.c.campaign_id == campaign_id,
+            recipients.c.state.in_((STAGED, SENDING, QUEUED)),
+        )
+        .limit(1)
+    ).first()
+    if unsent is not None:
         return False
     n = conn.execute(
         update(campaigns)

@@ -45,7 +45,7 @@ class OutgoingMessage:
 @dataclass(frozen=True, slots=True)
 class Outcome:
     recipient_id: int
-    state: str  # sent | failed | retry | unknown | excluded_at_send
+    state: str  # sent | staged | failed | retry | unknown | excluded_at_send
     provider_id: str | None = None
     error: str | None = None
     code: str | None = None
@@ -112,6 +112,15 @@ class Channel(ABC):
         raise NotImplementedError(
             f"{type(self).__name__} must implement send_payload or send_payloads"
         )
+
+    def finalize(
+        self, campaign_id: int, recipient_ids: Sequence[int], recheck: Recheck
+    ) -> list[Outcome]:
+        """Channels that send a whole campaign at once (Mailchimp) return `staged` outcomes
+        from `send_payloads` and send here, once, after every batch is staged. The engine
+        calls it exactly once per campaign with the staged recipients (claimed as `sending`);
+        it must call `recheck` right before the provider's send (ALL-6)."""
+        return []
 
     def reconcile(self, campaign_id: int, recipient_ids: Sequence[int]) -> dict[int, str]:
         """For recipients whose outcome is unknown: {recipient_id: provider_id} of those the
