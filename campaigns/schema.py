@@ -8,6 +8,7 @@ ledger, register and campaigns can match without reading plaintext.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -45,6 +46,8 @@ contacts = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("first_contacted_at", DateTime(timezone=True), nullable=True),
     Column("last_contacted_at", DateTime(timezone=True), nullable=True),
+    # GD-1: when the written source notice went to a partner lead never contacted in time.
+    Column("source_notice_sent_at", DateTime(timezone=True), nullable=True),
     Index("ix_contacts_postal_code", "postal_code"),
 )
 
@@ -120,6 +123,19 @@ customers = Table(
     Column("email_from_sale", Boolean, nullable=False, default=False),
     Column("opt_out_offered", Boolean, nullable=False, default=False),
     Column("imported_at", DateTime(timezone=True), nullable=False),
+)
+
+# What an SFTP (or local) inbox listing showed last time, per partner file: a file is
+# taken only once its size and mtime stood still across two polls (or a `.done`
+# marker is there), so a file still being uploaded is never read half-written.
+sftp_observations = Table(
+    "sftp_observations",
+    metadata,
+    Column("partner", String(80), primary_key=True),
+    Column("filename", String(500), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime", BigInteger, nullable=False),
+    Column("observed_at", DateTime(timezone=True), nullable=False),
 )
 
 # Columns that hold plaintext personal data, by table: what erasure must clear.

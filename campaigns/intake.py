@@ -1,0 +1,319 @@
+"""Importing a partner lead file: validate, merge by identity, record the evidence.
+
+One file, one transaction: every accepted row or nothing. The same content from the
+same partner imports once, whatever the file is called (`imports` is unique on
+source and SHA-256). Refused rows are kept as `import_errors` (row, field, reason)
+for the error report. An import writes contacts, contact sources and consent
+records; it never writes the ledger, so it can never lift a suppression (ALL-5).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from campaigns.merge import CONFLICT, DUPLICATE, MERGED, NEW, Merger
+from campaigns.schema import consent_records, contact_sources, import_errors, imports
+from campaigns.sources import csvfile
+from campaigns.sources.partner import IDENTITY_CONFLICT, Lead, LeadFormat, LeadReader
+from suppression.bulk import insert_rows
+from suppression.errors import FileRefused, RowError
+from suppression.keys import Hasher
+from suppression.policy import PolicyConfig
+
+BATCH = 20_000
+
+# Outcomes of a file: stable strings.
+IMPORTED: Final = "imported"
+ALREADY_IMPORTED: Final = "already_imported"
+REFUSED: Final = "refused"  # the whole file: not text, not CSV, missing columns
+
+Progress = Callable[[int], None]  # bytes read since the last call
+
+
+@dataclass
+class ImportResult:
+    """What one file did; `errors` are the refused rows (and a file-level error as row 0)."""
+
+    source: str
+    filename: str
+    sha256: str
+    status: str
+    import_id: int | None = None
+    rows: int = 0
+    accepted: int = 0
+    refused: int = 0
+    duplicates: int = 0
+    merged: int = 0
+    new_contacts: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def by_reason(self) -> dict[str, int]:
+        counts = Counter(e.reason.split(":", 1)[0] for e in self.errors)
+        return dict(sorted(counts.items()))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "file": self.filename,
+            "sha256": self.sha256,
+            "status": self.status,
+            "import_id": self.import_id,
+            "rows": self.rows,
+            "accepted": self.accepted,
+            "refused": self.refused,
+            "duplicates": self.duplicates,
+            "merged": self.merged,
+            "new_contacts": self.new_contacts,
+            "by_reason": self.by_reason,
+        }
+
+
+def import_lead_file(
+    engine: Engine,
+    hasher: Hasher,
+    policy: PolicyConfig,
+    source: str,
+    lead_format: LeadFormat,
+    path: Path,
+    *,
+    filename: str | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Import one partner file in its own transaction; a refused file is a result, not a raise.
+
+    `source` is "partner:<name>"; `filename` the name the partner gave the file.
+    """
+    name = filename or path.name
+    try:
+        shape = csvfile.inspect(path, encoding=encoding, delimiter=delimiter)
+    except FileRefused as exc:
+        return _refused(source, name, "", exc)
+    try:
+        with engine.begin() as conn:
+            return import_leads(
+                conn, hasher, policy, source, lead_format, path, shape,
+                filename=name, now=now, progress=progress,
+            )  # fmt: skip
+    except FileRefused as exc:
+        return _refused(source, name, shape.sha256, exc)
+    except IntegrityError:
+        # Another process imported the same content at the same time and committed first.
+        with engine.connect() as conn:
+            found = already_imported(conn, source, shape.sha256, name)
+        if found is None:
+            raise
+        return found
+
+
+def _refused(source: str, name: str, sha256: str, exc: FileRefused) -> ImportResult:
+    return ImportResult(source, name, sha256, REFUSED, errors=[RowError(0, "file", exc.reason)])
+
+
+def import_leads(
+    conn: Connection,
+    hasher: Hasher,
+    policy: PolicyConfig,
+    source: str,
+    lead_format: LeadFormat,
+    path: Path,
+    shape: csvfile.Shape,
+    *,
+    filename: str,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+    batch_size: int = BATCH,
+) -> ImportResult:
+    """Import within the caller's transaction; FileRefused means: roll it back."""
+    now = now or datetime.now(UTC)
+    found = already_imported(conn, source, shape.sha256, filename)
+    if found is not None:
+        return found
+    import_id = int(
+        conn.execute(
+            insert(imports).values(
+                source=source,
+                filename=filename[:500],
+                sha256=shape.sha256,
+                imported_at=now,
+                rows_total=0,
+                accepted=0,
+                refused=0,
+                duplicates=0,
+                merged=0,
+            )
+        ).inserted_primary_key[0]
+    )
+    result = ImportResult(source, filename, shape.sha256, IMPORTED, import_id)
+    records = csvfile.records(path, shape, progress)
+    header = next(records, None)
+    if header is None:
+        raise FileRefused(filename, "empty_file: no header row")
+    reader = LeadReader(filename, header[1], lead_format, hasher, policy, now)
+    merger = Merger(conn, hasher.key_id, now, partner_lead=True)
+    errors: list[RowError] = []
+    batch: list[Lead] = []
+    for row, cells in records:
+        result.rows += 1
+        lead = reader.read(row, cells, errors)
+        if lead is not None:
+            batch.append(lead)
+            if len(batch) >= batch_size:
+                _store(conn, merger, reader, batch, source, import_id, now, errors)
+                batch = []
+    _store(conn, merger, reader, batch, source, import_id, now, errors)
+    merger.close()
+    errors.sort(key=lambda e: e.row)
+    result.errors = errors
+    result.refused = len({e.row for e in errors})
+    result.accepted = result.rows - result.refused
+    result.duplicates = merger.counts[DUPLICATE]
+    result.merged = merger.counts[MERGED]
+    result.new_contacts = merger.counts[NEW]
+    insert_rows(
+        conn,
+        import_errors,
+        ("import_id", "row", "field", "reason"),
+        ((import_id, e.row, e.field[:80], e.reason[:300]) for e in errors),
+    )
+    conn.execute(
+        update(imports)
+        .where(imports.c.id == import_id)
+        .values(
+            rows_total=result.rows,
+            accepted=result.accepted,
+            refused=result.refused,
+            duplicates=result.duplicates,
+            merged=result.merged,
+        )
+    )
+    return result
+
+
+def _store(
+    conn: Connection,
+    merger: Merger,
+    reader: LeadReader,
+    batch: list[Lead],
+    source: str,
+    import_id: int,
+    now: datetime,
+    errors: list[RowError],
+) -> None:
+    if not batch:
+        return
+    conflicts = merger.counts[CONFLICT]
+    ids = merger.merge(batch)
+    kept: list[tuple[int, Lead]] = []
+    if merger.counts[CONFLICT] != conflicts:
+        label = reader.labels["email"] if "email" in reader.labels else reader.labels["phone"]
+        for contact_id, lead in zip(ids, batch, strict=True):
+            if contact_id is None:
+                errors.append(RowError(lead.row, label, IDENTITY_CONFLICT))
+            else:
+                kept.append((contact_id, lead))
+    else:
+        kept = list(zip(ids, batch, strict=True))  # type: ignore[arg-type]
+    insert_rows(
+        conn,
+        contact_sources,
+        ("contact_id", "source", "source_ref", "import_id", "imported_at"),
+        ((cid, source, lead.lead_id, import_id, now) for cid, lead in kept),
+    )
+    insert_rows(
+        conn,
+        consent_records,
+        (
+            "contact_id",
+            "import_id",
+            "source",
+            "source_ref",
+            "given_at",
+            "channels",
+            "wording_version",
+            "captured_at",
+            "company_named",
+            "explicit_call_request",
+            "multi_company_form",
+            "from_partner",
+            "recorded_at",
+        ),
+        (
+            (
+                cid,
+                import_id,
+                source,
+                lead.lead_id,
+                lead.given_at,
+                lead.channels,
+                lead.wording_version,
+                lead.captured_at,
+                lead.company_named,
+                lead.explicit_call_request,
+                lead.multi_company_form,
+                True,
+                now,
+            )
+            for cid, lead in kept
+        ),
+    )
+
+
+def already_imported(
+    conn: Connection, source: str, sha256: str, filename: str
+) -> ImportResult | None:
+    """The earlier import of the same content from the same source, with its row errors."""
+    row = conn.execute(
+        select(imports).where(imports.c.source == source, imports.c.sha256 == sha256)
+    ).first()
+    if row is None:
+        return None
+    m = row._mapping
+    errors = [
+        RowError(int(r.row), r.field, r.reason)
+        for r in conn.execute(
+            select(import_errors.c.row, import_errors.c.field, import_errors.c.reason)
+            .where(import_errors.c.import_id == m["id"])
+            .order_by(import_errors.c.row, import_errors.c.id)
+        )
+    ]
+    return ImportResult(
+        source,
+        filename,
+        sha256,
+        ALREADY_IMPORTED,
+        int(m["id"]),
+        rows=int(m["rows_total"]),
+        accepted=int(m["accepted"]),
+        refused=int(m["refused"]),
+        duplicates=int(m["duplicates"]),
+        merged=int(m["merged"]),
+        errors=errors,
+    )
+
+
+REPORT_HEADER: Final = ("row", "field", "reason")
+
+
+def error_report(errors: Iterable[RowError]) -> bytes:
+    """The partner's error report: CSV of row, field, reason; no other data (UTF-8, BOM
+    so that Excel reads it right)."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(REPORT_HEADER)
+    for e in errors:
+        writer.writerow((e.row, e.field, e.reason))
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
