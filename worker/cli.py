@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from suppression.errors import ConfigurationError, OutreachError
-from worker.commands import campaign, db_cmd, explain, register, suppress
+from worker.commands import campaign, db_cmd, processes, explain, register, suppress
 from worker.output import fail
 
 
@@ -31,6 +31,8 @@ main.add_command(register.register)
 main.add_command(explain.forget)
 main.add_command(explain.explain)
 main.add_command(campaign.campaign)
+main.add_command(processes.worker)
+main.add_command(processes.clock)
 
 
 if __name__ == "__main__":
