@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from suppression.errors import ConfigurationError, OutreachError
-from worker.commands import campaign, db_cmd, processes, explain, register, suppress
+from worker.commands import campaign, db_cmd, processes, explain, register, review, serve, suppress
 from worker.output import fail
 
 
@@ -33,6 +33,8 @@ main.add_command(explain.explain)
 main.add_command(campaign.campaign)
 main.add_command(processes.worker)
 main.add_command(processes.clock)
+main.add_command(serve.serve)
+main.add_command(review.review_group)
 
 
 if __name__ == "__main__":

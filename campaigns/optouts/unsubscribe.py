@@ -1,0 +1,158 @@
+"""The unsubscribe link: what a token stands for, and the choices its page offers.
+
+A token names a row that holds only the keyed hash of the identity, so everything
+here works after the person's erasure (ALL-4). Looking a token up never changes
+anything (EM-2); `unsubscribe` writes the ledger entries on the caller's
+connection, and the caller commits before it answers (guarantee 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import Connection, Engine, select
+
+from suppression import tokens
+from suppression.keys import Hasher, KeyedHash
+from suppression.ledger import CHANNEL_SCOPES, OBJECTION, UNSUBSCRIBE, Ledger, Status
+from suppression.schema import unsubscribe_tokens
+from suppression.tokens import TokenTarget
+
+SOURCE: Final = "web"
+ONE_CLICK_FIELD: Final = "List-Unsubscribe"
+ONE_CLICK_VALUE: Final = "One-Click"  # RFC 8058: the body is List-Unsubscribe=One-Click
+
+# What the person chose (the page's buttons; one-click is CHOICE_CHANNEL).
+CHOICE_CHANNEL: Final = "channel"  # ALL-2: the channel the message came through
+CHOICE_ALL: Final = "all"  # ALL-1: all marketing, every channel
+CHOICE_PREFERENCES: Final = "preferences"  # the channels ticked on the form
+CHOICES: Final = (CHOICE_CHANNEL, CHOICE_ALL, CHOICE_PREFERENCES)
+
+# A token's channel (as the campaign engine issues it) -> the ledger scope it stops.
+_SCOPE_OF_CHANNEL: Final = {
+    "email": "email",
+    "sms": "sms",
+    "call": "phone",
+    "phone": "phone",
+    "post": "post",
+}
+# No row has this id: a forged token still costs one lookup, so that the answer to a
+# forged token and to an unknown one cannot be told apart by timing.
+_NO_SUCH_ID: Final = -1
+
+
+class ChoiceError(ValueError):
+    """The form asked for nothing we can do (no channel ticked, an unknown button)."""
+
+
+def find(conn: Connection, hasher: Hasher, token: str) -> TokenTarget | None:
+    """The token's target, or None for a forged, malformed or unknown token."""
+    token_id = tokens.decode(hasher, token)
+    row = conn.execute(
+        select(unsubscribe_tokens).where(
+            unsubscribe_tokens.c.id == (token_id if token_id is not None else _NO_SUCH_ID)
+        )
+    ).first()
+    if token_id is None or row is None:
+        return None
+    m = row._mapping
+    return TokenTarget(
+        token_id=token_id,
+        key_hash=bytes(m["key_hash"]),
+        key_id=m["key_id"],
+        identity_kind=m["identity_kind"],
+        channel=m["channel"],
+        campaign_id=m["campaign_id"],
+    )
+
+
+def channel_scope(target: TokenTarget) -> str:
+    """The ledger scope of the token's channel; an unknown channel stops everything."""
+    return _SCOPE_OF_CHANNEL.get(target.channel, "all")
+
+
+def stopped_scopes(conn: Connection, hasher: Hasher, target: TokenTarget) -> frozenset[str]:
+    """The channels already stopped for the token's identity (to show on the page)."""
+    status = Status()
+    for _digest, found in Ledger(conn, hasher).screen([target.key_hash]):
+        status.entries.extend(found.entries)
+    return frozenset(scope for scope in CHANNEL_SCOPES if status.suppressed(scope))
+
+
+def entries_for(
+    target: TokenTarget, choice: str, channels: Iterable[str] = ()
+) -> list[tuple[str, str]]:
+    """The (scope, reason) entries a choice writes."""
+    if choice == CHOICE_CHANNEL:
+        return [(channel_scope(target), UNSUBSCRIBE)]  # ALL-2
+    if choice == CHOICE_ALL:
+        return [("all", OBJECTION)]  # ALL-1: an objection to all direct marketing
+    if choice == CHOICE_PREFERENCES:
+        chosen = [scope for scope in CHANNEL_SCOPES if scope in set(channels)]
+        if not chosen:
+            raise ChoiceError("no channel chosen")
+        return [(scope, UNSUBSCRIBE) for scope in chosen]
+    raise ChoiceError("unknown choice")
+
+
+def unsubscribe(
+    conn: Connection,
+    hasher: Hasher,
+    target: TokenTarget,
+    choice: str,
+    channels: Iterable[str] = (),
+    *,
+    occurred_at: datetime | None = None,
+) -> list[str]:
+    """Write the choice's ledger entries; returns the scopes stopped. The source event is
+    the token and the scope, so a repeated click (or one-click POST) changes nothing."""
+    key = KeyedHash(target.key_id, target.key_hash)
+    ledger = Ledger(conn, hasher)
+    scopes: list[str] = []
+    for scope, reason in entries_for(target, choice, channels):
+        ledger.add(
+            key,
+            target.identity_kind,
+            scope=scope,
+            reason=reason,
+            source=SOURCE,
+            source_event=f"token:{target.token_id}:{scope}",
+            evidence_ref=f"token:{target.token_id}",
+            occurred_at=occurred_at,
+            actor="recipient",
+        )
+        scopes.append(scope)
+    return scopes
+
+
+@dataclass(frozen=True, slots=True)
+class PageView:
+    """What the landing page shows for a token."""
+
+    target: TokenTarget
+    scope: str  # the scope of the token's channel
+    stopped: frozenset[str]  # scopes already stopped for the identity
+
+
+def view(engine: Engine, hasher: Hasher, token: str) -> PageView | None:
+    """The landing page's facts, or None for a token that is not ours. Reads only (EM-2)."""
+    with engine.connect() as conn:
+        target = find(conn, hasher, token)
+        if target is None:
+            return None
+        return PageView(target, channel_scope(target), stopped_scopes(conn, hasher, target))
+
+
+def submit(
+    engine: Engine, hasher: Hasher, token: str, choice: str, channels: Iterable[str] = ()
+) -> list[str] | None:
+    """Record a choice and commit; None for a token that is not ours. Returns only after
+    the commit, so an answer built on it never claims a no that was not stored."""
+    with engine.begin() as conn:
+        target = find(conn, hasher, token)
+        if target is None:
+            return None
+        return unsubscribe(conn, hasher, target, choice, channels)

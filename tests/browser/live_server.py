@@ -1,0 +1,82 @@
+"""The web app served for real: uvicorn on 127.0.0.1 in a thread, over a test context.
+
+Used by the browser tests and by the web and webhook integration tests, so that
+every request crosses a real socket and a real HTTP server.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+
+import uvicorn
+from sqlalchemy import Engine
+
+from tests.conftest import ORG_NAME, ORG_NUMBER, SECRET
+from worker import settings
+from worker.context import Context
+from worker.web import create_app
+
+PUBLIC_URL = "https://outreach.example.no"
+TWILIO_AUTH_TOKEN = "test-twilio-auth-token-0123456789"
+MAILCHIMP_SECRET = "test-mailchimp-webhook-secret-abc123"
+STARTUP_DEADLINE = 20.0
+
+
+def make_context(database_url: str, **overrides: object) -> Context:
+    """A Context with the settings a deployment would set, over `database_url`."""
+    values: dict[str, object] = {
+        "DATABASE_URL": database_url,
+        "OUTREACH_SECRET_KEY": SECRET,
+        "OUTREACH_ORGANISATION_NAME": ORG_NAME,
+        "OUTREACH_ORGANISATION_NUMBER": ORG_NUMBER,
+        "OUTREACH_PUBLIC_URL": PUBLIC_URL,
+        "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
+        "MAILCHIMP_WEBHOOK_SECRET": MAILCHIMP_SECRET,
+    }
+    values.update(overrides)
+    return Context(settings.load(**values))
+
+
+class LiveServer:
+    """`with LiveServer(ctx) as server: server.url` serves create_app(ctx) until exit."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        config = uvicorn.Config(
+            create_app(ctx),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
+        self.url = ""
+
+    @property
+    def engine(self) -> Engine:
+        return self.ctx.engine
+
+    def __enter__(self) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + STARTUP_DEADLINE
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=STARTUP_DEADLINE)
+        self.ctx.engine.dispose()

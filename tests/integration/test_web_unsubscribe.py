@@ -1,0 +1,232 @@
+"""The unsubscribe link over real HTTP (uvicorn on loopback), on SQLite and PostgreSQL:
+EM-1 one-click, EM-2 GET changes nothing, ALL-1/ALL-2 choices, ALL-4 after erasure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from sqlalchemy import Engine, func, select
+
+from campaigns import people
+from suppression import tokens
+from suppression.identity import email_identity, phone_identity
+from suppression.keys import Hasher
+from suppression.ledger import Ledger
+from suppression.schema import ledger_entries
+from tests.browser.live_server import LiveServer, make_context
+from tests.conftest import ORG_NAME
+
+pytestmark = pytest.mark.integration
+
+ONE_CLICK = "List-Unsubscribe=One-Click"
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+@dataclass
+class Site:
+    url: str
+    engine: Engine
+    hasher: Hasher
+
+    def token(self, identity: str = "ola.nordmann@example.com", channel: str = "email") -> str:
+        ident = email_identity(identity) if "@" in identity else phone_identity(identity)
+        with self.engine.begin() as conn:
+            return tokens.issue(conn, self.hasher, self.hasher.hash(ident), ident.kind, channel)
+
+    def entries(self) -> list[dict[str, object]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(ledger_entries))]
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(ledger_entries)).scalar_one())
+
+
+@pytest.fixture
+def site(store_url: str, hasher: Hasher) -> Iterator[Site]:
+    with LiveServer(make_context(store_url)) as server:
+        yield Site(server.url, server.engine, hasher)
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30, follow_redirects=False) as c:
+        yield c
+
+
+def test_em2_the_page_is_norwegian_by_default_and_get_changes_nothing(
+    site: Site, client: httpx.Client
+) -> None:
+    token = site.token()
+    for _ in range(3):
+        response = client.get(f"{site.url}/u/{token}")
+        assert response.status_code == 200
+        assert '<html lang="nb">' in response.text
+        assert f"Stopp e-post fra {ORG_NAME}" in response.text
+        assert "Stopp all markedsføring" in response.text
+        assert response.headers["content-language"] == "nb"
+    assert site.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [("?lang=en", {}), ("", {"accept-language": "en-GB,en;q=0.9,nb;q=0.5"})],
+)
+def test_the_page_is_english_when_asked_for(
+    site: Site, client: httpx.Client, query: str, headers: dict[str, str]
+) -> None:
+    response = client.get(f"{site.url}/u/{site.token()}{query}", headers=headers)
+    assert response.status_code == 200
+    assert '<html lang="en">' in response.text
+    assert f"Stop email from {ORG_NAME}" in response.text
+
+
+def test_norwegian_wins_when_the_browser_prefers_it(site: Site, client: httpx.Client) -> None:
+    response = client.get(
+        f"{site.url}/u/{site.token()}", headers={"accept-language": "nn-NO,en;q=0.8"}
+    )
+    assert '<html lang="nb">' in response.text
+
+
+def test_em1_one_click_urlencoded_answers_200_and_records_the_channel_once(
+    site: Site, client: httpx.Client
+) -> None:
+    token = site.token()
+    for _ in range(3):
+        response = client.post(f"{site.url}/u/{token}", content=ONE_CLICK, headers=FORM)
+        assert response.status_code == 200
+        assert "set-cookie" not in response.headers
+    entries = site.entries()
+    assert len(entries) == 1
+    (entry,) = entries
+    assert (entry["scope"], entry["reason"], entry["source"]) == ("email", "unsubscribe", "web")
+    assert str(entry["evidence_ref"]).startswith("token:")
+
+
+def test_em1_one_click_multipart_answers_200_and_repeats_change_nothing(
+    site: Site, client: httpx.Client
+) -> None:
+    token = site.token()
+    for _ in range(2):
+        response = client.post(
+            f"{site.url}/u/{token}", files={"List-Unsubscribe": (None, "One-Click")}
+        )
+        assert response.status_code == 200
+        assert response.request.headers["content-type"].startswith("multipart/form-data")
+    assert [e["scope"] for e in site.entries()] == ["email"]
+
+
+def test_all2_one_click_from_an_sms_link_stops_sms(site: Site, client: httpx.Client) -> None:
+    token = site.token("41234567", channel="sms")
+    assert client.post(f"{site.url}/u/{token}", content=ONE_CLICK, headers=FORM).status_code == 200
+    (entry,) = site.entries()
+    assert (entry["scope"], entry["identity_kind"]) == ("sms", "phone")
+    with site.engine.connect() as conn:
+        status = Ledger(conn, site.hasher).status("phone", "+4741234567")
+    assert status.suppressed("sms") and not status.suppressed("phone")
+
+
+def test_all1_the_all_marketing_button_records_an_objection(
+    site: Site, client: httpx.Client
+) -> None:
+    token = site.token()
+    response = client.post(f"{site.url}/u/{token}", data={"action": "all", "lang": "nb"})
+    assert response.status_code == 200
+    assert "Du er avmeldt" in response.text
+    assert "i noen kanal" in response.text
+    (entry,) = site.entries()
+    assert (entry["scope"], entry["reason"]) == ("all", "objection")
+
+
+def test_the_preference_form_stops_each_ticked_channel(site: Site, client: httpx.Client) -> None:
+    token = site.token()
+    response = client.post(
+        f"{site.url}/u/{token}",
+        data={"action": "preferences", "channels": ["sms", "post"], "lang": "en"},
+    )
+    assert response.status_code == 200
+    assert "text messages and addressed advertising" in response.text
+    assert sorted(str(e["scope"]) for e in site.entries()) == ["post", "sms"]
+
+
+def test_the_preference_form_with_nothing_ticked_asks_again_and_stores_nothing(
+    site: Site, client: httpx.Client
+) -> None:
+    response = client.post(f"{site.url}/u/{site.token()}", data={"action": "preferences"})
+    assert response.status_code == 400
+    assert "Velg minst én kanal." in response.text
+    assert site.count() == 0
+
+
+def test_a_post_without_any_choice_stores_nothing(site: Site, client: httpx.Client) -> None:
+    response = client.post(f"{site.url}/u/{site.token()}", content=b"", headers=FORM)
+    assert response.status_code == 400
+    assert site.count() == 0
+
+
+def test_the_page_says_when_the_channel_is_already_stopped(
+    site: Site, client: httpx.Client
+) -> None:
+    token = site.token()
+    client.post(f"{site.url}/u/{token}", content=ONE_CLICK, headers=FORM)
+    response = client.get(f"{site.url}/u/{token}")
+    assert "Du er allerede avmeldt fra e-post." in response.text
+    assert 'value="email" checked disabled' in response.text
+
+
+def _forgeries(site: Site, hasher: Hasher) -> list[str]:
+    real = site.token()
+    other_key = Hasher(b"another-secret-key-0123456789abcdef")
+    return [
+        real[:-1] + ("A" if real[-1] != "A" else "B"),  # one character changed
+        real[:-2],  # truncated
+        tokens.encode(hasher, 987_654),  # a real MAC over an id never issued
+        tokens.encode(other_key, 1),  # signed with another key
+        "not-a-token",
+        "x" * 200,
+    ]
+
+
+def test_forged_and_unknown_tokens_get_the_same_404_and_change_nothing(
+    site: Site, client: httpx.Client, hasher: Hasher
+) -> None:
+    bodies = set()
+    for forged in _forgeries(site, hasher):
+        for method in ("GET", "POST"):
+            response = client.request(
+                method, f"{site.url}/u/{forged}", content=ONE_CLICK, headers=FORM
+            )
+            assert response.status_code == 404
+            assert "set-cookie" not in response.headers
+            bodies.add(response.text)
+    assert len(bodies) == 1, "a 404 must not tell a forged token from an unknown one"
+    assert site.count() == 0
+
+
+def test_all4_the_link_keeps_working_after_the_persons_erasure(
+    site: Site, client: httpx.Client, hasher: Hasher
+) -> None:
+    token = site.token("kari.nordmann@example.com")
+    with site.engine.begin() as conn:
+        people.forget(conn, hasher, email_identity("kari.nordmann@example.com"), actor="test")
+    assert client.get(f"{site.url}/u/{token}").status_code == 200
+    response = client.post(f"{site.url}/u/{token}", content=ONE_CLICK, headers=FORM)
+    assert response.status_code == 200
+    assert {"web"} <= {str(e["source"]) for e in site.entries()}
+
+
+def test_pages_carry_no_cookies_and_are_kept_out_of_caches(
+    site: Site, client: httpx.Client
+) -> None:
+    response = client.get(f"{site.url}/u/{site.token()}")
+    assert "set-cookie" not in response.headers
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert "<script" not in response.text
+
+
+def test_healthz_answers_when_the_database_is_there(site: Site, client: httpx.Client) -> None:
+    assert client.get(f"{site.url}/healthz").json() == {"status": "ok"}

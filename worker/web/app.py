@@ -1,0 +1,155 @@
+"""The web app: unsubscribe pages and provider webhooks (`outreach serve`).
+
+Handlers are thin: they read the request, call `campaigns.optouts`, and render. The
+app sets no cookies anywhere, keeps pages out of caches and search engines, and
+answers 503 (never 200) when the database cannot store what was asked.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from babel.support import Translations
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from jinja2 import Environment
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from worker.context import Context
+from worker.web import i18n
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "30"
+_HEADERS = [
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-robots-tag", b"noindex, nofollow"),
+    (b"x-frame-options", b"DENY"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        b"base-uri 'none'; frame-ancestors 'none'",
+    ),
+]
+
+
+@dataclass
+class Web:
+    """What the handlers share: the process context and the rendering machinery."""
+
+    ctx: Context
+    envs: dict[str, Environment]
+    translations: dict[str, Translations]
+
+    def gettext(self, lang: str, message: str) -> str:
+        return str(self.translations[lang].gettext(message))
+
+    def page(self, lang: str, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+        settings = self.ctx.settings
+        body = (
+            self.envs[lang]
+            .get_template(template)
+            .render(
+                lang=lang,
+                org=settings.organisation_name,
+                org_number=settings.organisation_number,
+                **values,
+            )
+        )
+        return HTMLResponse(body, status_code=status_code, headers={"Content-Language": lang})
+
+    def not_found(self, lang: str) -> HTMLResponse:
+        """The one 404 page: says nothing about whether anything exists."""
+        return self.page(lang, "not_found.html", 404)
+
+    def unavailable(self, lang: str) -> HTMLResponse:
+        response = self.page(lang, "unavailable.html", 503)
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        return response
+
+
+def web_of(request: Request) -> Web:
+    web: Web = request.app.state.web
+    return web
+
+
+def language_of(request: Request) -> str:
+    return i18n.negotiate(request.query_params.get("lang"), request.headers.get("accept-language"))
+
+
+class _SecurityHeaders:
+    """Adds the same protective headers to every response (pure ASGI: no per-request task)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in _HEADERS if k not in names]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(ctx: Context) -> FastAPI:
+    """The ASGI app over one process context (settings, engine, hasher)."""
+    from worker.web import pages, webhooks
+
+    app = FastAPI(
+        title="outreach",
+        summary="Unsubscribe pages and provider webhooks",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+    )
+    translations = {lang: i18n.compile_catalog(lang) for lang in i18n.LANGUAGES}
+    app.state.web = Web(ctx=ctx, envs=i18n.environments(), translations=translations)
+    app.include_router(pages.router)
+    app.include_router(webhooks.router)
+
+    @app.get("/healthz", summary="Liveness and database reachability")
+    async def healthz() -> JSONResponse:
+        def ping() -> None:
+            with ctx.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        await run_in_threadpool(ping)
+        return JSONResponse({"status": "ok"})
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeout)
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        # Guarantee 3: when the store fails, say so; nothing here claims a stored no.
+        route = getattr(request.scope.get("route"), "path", "?")  # the pattern, not the token
+        log.warning("database unavailable: %s on %s", type(exc).__name__, route)
+        return web_of(request).unavailable(language_of(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return web_of(request).not_found(language_of(request))
+        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+
+    app.add_middleware(_SecurityHeaders)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app factory `outreach serve` gives uvicorn: settings from the environment."""
+    return create_app(Context.load())
