@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import io
+import queue
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,11 +23,12 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from campaigns.bulkcopy import copy_rows
+from campaigns.hashing import current_digest
 from campaigns.merge import CONFLICT, DUPLICATE, MERGED, NEW, Merger
 from campaigns.schema import consent_records, contact_sources, import_errors, imports
 from campaigns.sources import csvfile
 from campaigns.sources.partner import IDENTITY_CONFLICT, Lead, LeadFormat, LeadReader
-from suppression.bulk import insert_rows
 from suppression.errors import FileRefused, RowError
 from suppression.keys import Hasher
 from suppression.policy import PolicyConfig
@@ -144,7 +147,8 @@ def import_leads(
         return found
     import_id = int(
         conn.execute(
-            insert(imports).values(
+            insert(imports)
+            .values(
                 source=source,
                 filename=filename[:500],
                 sha256=shape.sha256,
@@ -155,26 +159,44 @@ def import_leads(
                 duplicates=0,
                 merged=0,
             )
-        ).inserted_primary_key[0]
+            .returning(imports.c.id)
+        ).scalar_one()
     )
     result = ImportResult(source, filename, shape.sha256, IMPORTED, import_id)
     records = csvfile.records(path, shape, progress)
     header = next(records, None)
     if header is None:
         raise FileRefused(filename, "empty_file: no header row")
-    reader = LeadReader(filename, header[1], lead_format, hasher, policy, now)
+    reader = LeadReader(
+        filename, header[1], lead_format, hasher, policy, now, digest=current_digest(hasher)
+    )
     merger = Merger(conn, hasher.key_id, now, partner_lead=True)
     errors: list[RowError] = []
+
+    def store(batch: list[Lead]) -> None:
+        _store(conn, merger, reader, batch, source, import_id, now, errors)
+
+    writer = _Writer(store) if conn.dialect.name == "postgresql" else None
     batch: list[Lead] = []
-    for row, cells in records:
-        result.rows += 1
-        lead = reader.read(row, cells, errors)
-        if lead is not None:
-            batch.append(lead)
-            if len(batch) >= batch_size:
-                _store(conn, merger, reader, batch, source, import_id, now, errors)
-                batch = []
-    _store(conn, merger, reader, batch, source, import_id, now, errors)
+    try:
+        for row, cells in records:
+            result.rows += 1
+            lead = reader.read(row, cells, errors)
+            if lead is not None:
+                batch.append(lead)
+                if len(batch) >= batch_size:
+                    if writer is not None:
+                        writer.put(batch)
+                    else:
+                        store(batch)
+                    batch = []
+        if writer is not None:
+            writer.put(batch)
+        else:
+            store(batch)
+    finally:
+        if writer is not None:
+            writer.close()
     merger.close()
     errors.sort(key=lambda e: e.row)
     result.errors = errors
@@ -183,7 +205,7 @@ def import_leads(
     result.duplicates = merger.counts[DUPLICATE]
     result.merged = merger.counts[MERGED]
     result.new_contacts = merger.counts[NEW]
-    insert_rows(
+    copy_rows(
         conn,
         import_errors,
         ("import_id", "row", "field", "reason"),
@@ -201,6 +223,42 @@ def import_leads(
         )
     )
     return result
+
+
+class _Writer:
+    """Stores batches on the import's connection from a thread of its own, so that the
+    database works on one batch while the reader validates the next (PostgreSQL only:
+    the server does its share in its own process). The connection is used by this
+    thread alone until `close`, which returns when every batch is stored and re-raises
+    the first error of storing."""
+
+    def __init__(self, store: Callable[[list[Lead]], None]) -> None:
+        self._store = store
+        self._queue: queue.Queue[list[Lead] | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._store(batch)
+                except BaseException as exc:  # handed to the reading thread in close()
+                    self._error = exc
+
+    def put(self, batch: list[Lead]) -> None:
+        if self._error is not None:
+            self.close()
+        self._queue.put(batch)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def _store(
@@ -227,13 +285,13 @@ def _store(
                 kept.append((contact_id, lead))
     else:
         kept = list(zip(ids, batch, strict=True))  # type: ignore[arg-type]
-    insert_rows(
+    copy_rows(
         conn,
         contact_sources,
         ("contact_id", "source", "source_ref", "import_id", "imported_at"),
         ((cid, source, lead.lead_id, import_id, now) for cid, lead in kept),
     )
-    insert_rows(
+    copy_rows(
         conn,
         consent_records,
         (

@@ -14,7 +14,7 @@ applied row after row in file order (so a row-by-row import gives the same resul
    authoritative for its customers. An erased contact (hashes without plaintext,
    ALL-4) is never filled with plaintext again.
 
-Set-based: each batch's hashes go into a temporary table (COPY on PostgreSQL) that
+Set-based: each batch's hashes go into a temporary table (binary COPY on PostgreSQL) that
 is joined with `contacts` once, new contacts are written with COPY under ids taken
 from the sequence in one statement, and changed ones with one executemany.
 """
@@ -36,12 +36,12 @@ from sqlalchemy import (
     bindparam,
     select,
     text,
-    union,
+    union_all,
     update,
 )
 
+from campaigns.bulkcopy import copy_rows
 from campaigns.schema import contacts
-from suppression.bulk import insert_rows
 
 # Outcomes per row: stable strings.
 NEW: Final = "new"
@@ -58,7 +58,7 @@ _keys = Table(
 )
 _CREATE_KEYS = {
     "postgresql": "CREATE TEMPORARY TABLE IF NOT EXISTS merge_keys "
-    "(kind smallint NOT NULL, key_hash bytea NOT NULL) ON COMMIT DROP",
+    "(kind integer NOT NULL, key_hash bytea NOT NULL) ON COMMIT DROP",
     "sqlite": "CREATE TEMPORARY TABLE IF NOT EXISTS merge_keys "
     "(kind INTEGER NOT NULL, key_hash BLOB NOT NULL)",
 }
@@ -291,7 +291,7 @@ class Merger:
                 if row.phone_hash is not None:
                     yield (_PHONE, row.phone_hash)
 
-        insert_rows(conn, _keys, ("kind", "key_hash"), keys())
+        copy_rows(conn, _keys, ("kind", "key_hash"), keys())
         c = contacts.c
         columns = [contacts.c[name] for name in ("id", *_UPDATE_COLUMNS)]
         email_keys = select(_keys.c.key_hash).where(_keys.c.kind == _EMAIL)
@@ -303,7 +303,7 @@ class Merger:
         ids = sorted({p for p in pinned or () if p is not None})
         if ids:
             parts.append(select(*columns).where(c.id.in_(ids)))
-        query = union(*parts)
+        query = union_all(*parts)  # duplicates are skipped below
         by_email: dict[bytes, _Contact] = {}
         by_phone: dict[bytes, _Contact] = {}
         by_id: dict[int, _Contact] = {}
@@ -334,7 +334,7 @@ class Merger:
             contact.id = contact_id
         self._remember(ids)
         now, key_id = self.now, self.key_id
-        insert_rows(
+        copy_rows(
             self.conn,
             contacts,
             _INSERT_COLUMNS,

@@ -26,7 +26,7 @@ is the partner's own column header and `reason` a stable code (`REASONS`).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, NamedTuple
@@ -76,6 +76,7 @@ COMPANY_NOT_US: Final = "company_not_us"
 CONSENT_NOT_GIVEN: Final = "consent_not_given"
 NO_ADDRESS_FOR_CHANNEL: Final = "no_address_for_consented_channel"
 WRONG_FIELD_COUNT: Final = "wrong_field_count"
+INVALID_CHARACTER: Final = "invalid_character"
 IDENTITY_CONFLICT: Final = "identity_conflict"
 REASONS: Final = {
     REQUIRED: "the field is empty",
@@ -92,6 +93,7 @@ REASONS: Final = {
     CONSENT_NOT_GIVEN: "the consent column says no",
     NO_ADDRESS_FOR_CHANNEL: "no consented channel has its address (email, phone) in the row",
     WRONG_FIELD_COUNT: "the row has another number of fields than the header",
+    INVALID_CHARACTER: "the value holds a NUL character",
     IDENTITY_CONFLICT: "the email and the phone belong to two different people we hold",
 }
 
@@ -263,7 +265,8 @@ class LeadReader:
     """Validates the rows of one file against its header. Built once per file.
 
     `read` returns a Lead, or None after appending the row's errors (every error of
-    the row, so a partner can fix them in one go).
+    the row, so a partner can fix them in one go). It runs once per row of files of
+    millions of rows, hence the plain locals instead of a loop over field specs.
     """
 
     def __init__(
@@ -274,9 +277,10 @@ class LeadReader:
         hasher: Hasher,
         policy: PolicyConfig,
         now: datetime,
+        digest: Callable[[str, str], bytes] | None = None,
     ) -> None:
         self.width = len(header)
-        self._hasher = hasher
+        self._digest = digest or hasher.digest
         self._policy = policy
         self._latest = now + FUTURE_TOLERANCE
         self._date_formats = tuple(fmt.date_formats)
@@ -290,179 +294,215 @@ class LeadReader:
                 continue  # a column we do not use is not read (data minimisation)
             if ours in index:
                 raise FileRefused(
-                    file, f"duplicate_column: {name!r} and another column both map to {ours}"
+                    file,
+                    f"duplicate_column: {name.strip()!r} and another column both map to {ours}",
                 )
             index[ours] = i
             self.labels[ours] = name.strip().lstrip("\ufeff")
-        defaults = dict(fmt.defaults)
+        defaults = {k: v.strip() for k, v in fmt.defaults.items()}
         for name in FIELDS:
             self.labels.setdefault(name, name)
         if "email" not in index and "phone" not in index:
             raise FileRefused(file, "missing_column: needs an email or a phone column")
-        missing = [f for f in _EVIDENCE if f not in index and not defaults.get(f, "").strip()]
+        missing = [f for f in _EVIDENCE if f not in index and not defaults.get(f)]
         if missing:
             raise FileRefused(file, f"missing_column: no column for {', '.join(missing)} (ES-1)")
-        self._index = index
-        self._defaults = defaults
+        self._header = [h.strip().lstrip("\ufeff") for h in header]
+        self._pos = tuple(index.get(name, -1) for name in FIELDS)
+        self._defaults = tuple(defaults.get(name, "") for name in FIELDS)
         self._channels: dict[str, str | ValueError] = {}
         self._companies: dict[str, bool] = {}
 
-    def _cell(self, cells: list[str], name: str) -> str:
-        i = self._index.get(name)
-        if i is None:
-            return self._defaults.get(name, "").strip()
-        return cells[i].strip()
+    def _header_at(self, i: int) -> str:
+        return self._header[i] if i < len(self._header) else "row"
 
     def read(self, row: int, cells: list[str], errors: list[RowError]) -> Lead | None:
-        if len(cells) != self.width and (
-            len(cells) < self.width or any(v.strip() for v in cells[self.width :])
-        ):
+        width = self.width
+        if len(cells) != width and (len(cells) < width or any(v.strip() for v in cells[width:])):
             errors.append(RowError(row, "row", WRONG_FIELD_COUNT))
             return None
-        bad: list[RowError] = []
-        labels = self.labels
-        cell = self._cell
+        if "\x00" in "\x1f".join(cells):
+            # NUL is no character of any name or address, and PostgreSQL refuses it in text.
+            at = next(i for i, v in enumerate(cells) if "\x00" in v)
+            errors.append(RowError(row, self._header_at(at), INVALID_CHARACTER))
+            return None
+        (
+            i_first,
+            i_last,
+            i_name,
+            i_email,
+            i_phone,
+            i_street,
+            i_postal,
+            i_city,
+            i_lead,
+            i_consent,
+            i_at,
+            i_channels,
+            i_wording,
+            i_captured,
+            i_company,
+            i_explicit,
+            i_multi,
+        ) = self._pos
+        d = self._defaults
+        bad: list[tuple[str, str]] = []  # (field, reason)
 
-        def refuse(name: str, reason: str) -> None:
-            bad.append(RowError(row, labels[name], reason))
-
-        texts: dict[str, str | None] = {}
-        for name, limit in MAX_LENGTH.items():
-            text = values.clean(cell(cells, name)) if name in self._index else cell(cells, name)
-            if len(text) > limit:
-                refuse(name, TOO_LONG)
-            texts[name] = text or None
-        first, last = texts["first_name"], texts["last_name"]
-        if first is None and last is None and texts["name"]:
-            first, _, rest = texts["name"].rpartition(" ")
-            first, last = (first, rest) if first else (rest, None)
-            if (last and len(last) > MAX_LENGTH["last_name"]) or len(first) > MAX_LENGTH[
-                "first_name"
-            ]:
-                refuse("name", TOO_LONG)
+        first = _clean(cells[i_first]) if i_first >= 0 else ""
+        last = _clean(cells[i_last]) if i_last >= 0 else ""
+        if not first and not last and i_name >= 0:
+            full = _clean(cells[i_name])
+            if len(full) > MAX_LENGTH["name"]:
+                bad.append(("name", TOO_LONG))
+            head, _, tail = full.rpartition(" ")
+            first, last = (head, tail) if head else (tail, "")
+        if len(first) > 200:
+            bad.append(("first_name" if i_first >= 0 else "name", TOO_LONG))
+        if len(last) > 200:
+            bad.append(("last_name" if i_last >= 0 else "name", TOO_LONG))
+        street = _clean(cells[i_street]) if i_street >= 0 else ""
+        if len(street) > 300:
+            bad.append(("street", TOO_LONG))
+        city = _clean(cells[i_city]) if i_city >= 0 else ""
+        if len(city) > 120:
+            bad.append(("city", TOO_LONG))
+        lead_id = cells[i_lead].strip() if i_lead >= 0 else ""
+        if len(lead_id) > 200:
+            bad.append(("lead_id", TOO_LONG))
 
         email = phone = phone_type = None
-        raw_email = cell(cells, "email")
+        raw_email = cells[i_email].strip() if i_email >= 0 else ""
         if raw_email:
             try:
                 email = normalise_email(raw_email)
             except InvalidIdentity:
-                refuse("email", INVALID_EMAIL)
-        raw_phone = cell(cells, "phone")
+                bad.append(("email", INVALID_EMAIL))
+        raw_phone = cells[i_phone].strip() if i_phone >= 0 else ""
         if raw_phone:
             try:
                 number = normalise_phone(raw_phone)
                 phone, phone_type = number.e164, number.number_type
             except InvalidIdentity:
-                refuse("phone", INVALID_PHONE)
+                bad.append(("phone", INVALID_PHONE))
         if not raw_email and not raw_phone:
-            refuse("email" if "email" in self._index else "phone", NO_EMAIL_OR_PHONE)
+            bad.append(("email" if i_email >= 0 else "phone", NO_EMAIL_OR_PHONE))
 
-        postal: str | None = None
-        raw_postal = cell(cells, "postal_code")
-        if raw_postal:
+        postal = cells[i_postal].strip() if i_postal >= 0 else ""
+        if postal and (len(postal) != 4 or not postal.isdigit() or not postal.isascii()):
             try:
-                postal = values.postal_code(raw_postal)
+                postal = values.postal_code(postal)
             except ValueError as exc:
-                refuse("postal_code", str(exc))
+                bad.append(("postal_code", str(exc)))
 
-        if "consent" in self._index:
+        if i_consent >= 0:
             try:
-                if not values.parse_flag(cell(cells, "consent")):
-                    refuse("consent", CONSENT_NOT_GIVEN)
+                if not values.parse_flag(cells[i_consent]):
+                    bad.append(("consent", CONSENT_NOT_GIVEN))
             except ValueError as exc:
-                refuse("consent", str(exc))
+                bad.append(("consent", str(exc)))
 
         given_at: datetime | None = None
-        raw_time = cell(cells, "consent_at")
+        raw_time = cells[i_at].strip() if i_at >= 0 else ""
         if not raw_time:
-            refuse("consent_at", REQUIRED)
+            bad.append(("consent_at", REQUIRED))
         else:
             try:
                 given_at = values.parse_time(raw_time, self._date_formats)
             except ValueError as exc:
-                refuse("consent_at", str(exc))
+                bad.append(("consent_at", str(exc)))
             else:
                 if given_at > self._latest:
-                    refuse("consent_at", DATE_IN_FUTURE)
+                    bad.append(("consent_at", DATE_IN_FUTURE))
 
-        channels = ""
-        raw_channels = cell(cells, "channels")
-        parsed = self._channels.get(raw_channels)
-        if parsed is None:
+        raw_channels = cells[i_channels].strip() if i_channels >= 0 else d[11]
+        channels = self._channels.get(raw_channels)
+        if channels is None:
             try:
-                parsed = parse_channels(raw_channels)
+                channels = parse_channels(raw_channels)
             except ValueError as exc:
-                parsed = exc
-            self._channels[raw_channels] = parsed
-        if isinstance(parsed, ValueError):
-            refuse("channels", str(parsed))
-        else:
-            channels = parsed
+                channels = exc
+            self._channels[raw_channels] = channels
+        if isinstance(channels, ValueError):
+            bad.append(("channels", str(channels)))
+            channels = ""
 
-        wording, captured, company = (
-            texts["wording_version"],
-            texts["captured_at"],
-            texts["company_named"],
-        )
-        if wording is None:
-            refuse("wording_version", REQUIRED)
-        if captured is None:
-            refuse("captured_at", REQUIRED)
-        if company is None:
-            refuse("company_named", REQUIRED)
+        wording = cells[i_wording].strip() if i_wording >= 0 else d[12]
+        if not wording:
+            bad.append(("wording_version", REQUIRED))
+        elif len(wording) > 80:
+            bad.append(("wording_version", TOO_LONG))
+        captured = cells[i_captured].strip() if i_captured >= 0 else d[13]
+        if not captured:
+            bad.append(("captured_at", REQUIRED))
+        elif len(captured) > 500:
+            bad.append(("captured_at", TOO_LONG))
+        company = cells[i_company].strip() if i_company >= 0 else d[14]
+        if not company:
+            bad.append(("company_named", REQUIRED))
         else:
             ours = self._companies.get(company)
             if ours is None:
-                ours = self._companies[company] = names_us(company, self._policy)
+                ours = len(company) <= 200 and names_us(company, self._policy)
+                if len(self._companies) < 10_000:
+                    self._companies[company] = ours
             if not ours:
-                refuse("company_named", COMPANY_NOT_US)
+                bad.append(("company_named", COMPANY_NOT_US))
 
-        flags = []
-        for name in ("explicit_call_request", "multi_company_form"):
+        explicit = multi = False
+        if i_explicit >= 0:
             try:
-                flags.append(values.parse_flag(cell(cells, name)))
+                explicit = values.parse_flag(cells[i_explicit])
             except ValueError as exc:
-                refuse(name, str(exc))
+                bad.append(("explicit_call_request", str(exc)))
+        if i_multi >= 0:
+            try:
+                multi = values.parse_flag(cells[i_multi])
+            except ValueError as exc:
+                bad.append(("multi_company_form", str(exc)))
 
-        if channels and not bad:
-            street = texts["street"]
-            reachable = (
-                ("email" in channels and email is not None)
-                or (("sms" in channels or "call" in channels) and phone is not None)
-                or ("post" in channels and street is not None and postal is not None)
-            )
-            if not reachable:
-                refuse("channels", NO_ADDRESS_FOR_CHANNEL)
+        if not bad and not (
+            (email is not None and "email" in channels)
+            or (phone is not None and ("sms" in channels or "call" in channels))
+            or (street and postal and "post" in channels)
+        ):
+            bad.append(("channels", NO_ADDRESS_FOR_CHANNEL))
         if bad:
-            errors.extend(bad)
+            labels = self.labels
+            errors.extend(RowError(row, labels[name], reason) for name, reason in bad)
             return None
-        assert given_at is not None and wording and captured and company
-        digest = self._hasher.digest
-        street, city = texts["street"], texts["city"]
+        assert given_at is not None
+        digest = self._digest
         name_address_hash = None
         if street and postal and (first or last):
-            full = f"{first or ''} {last or ''}".strip()
-            name_address_hash = digest("name_address", name_address_key(full, street, postal))
+            full_name = f"{first} {last}" if first and last else first or last
+            name_address_hash = digest("name_address", name_address_key(full_name, street, postal))
         return Lead(
             row,
             email,
-            digest("email", email) if email else None,
+            digest("email", email) if email is not None else None,
             phone,
             phone_type,
-            digest("phone", phone) if phone else None,
-            first,
-            last,
-            street,
-            postal,
-            city,
+            digest("phone", phone) if phone is not None else None,
+            first or None,
+            last or None,
+            street or None,
+            postal or None,
+            city or None,
             name_address_hash,
-            texts["lead_id"],
+            lead_id or None,
             given_at,
             channels,
             wording,
             captured,
             company,
-            flags[0],
-            flags[1],
+            explicit,
+            multi,
         )
+
+
+def _clean(text: str) -> str:
+    """Whitespace collapsed, cheaply when there is nothing to collapse."""
+    text = text.strip()
+    if "  " in text or "\t" in text or "\n" in text or "\r" in text or "\xa0" in text:
+        return " ".join(text.split())
+    return text
