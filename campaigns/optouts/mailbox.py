@@ -245,7 +245,8 @@ def imap_utf7(name: str) -> str:
     return "".join(out)
 
 
-def _mailbox_arg(name: str) -> str:
+def mailbox_arg(name: str) -> str:
+    """A mailbox name as an IMAP command argument: modified UTF-7, quoted."""
     encoded = imap_utf7(name)
     return '"' + encoded.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -269,6 +270,10 @@ def _connect(config: MailboxConfig) -> imaplib.IMAP4:
         raise MailboxError(f"IMAP_HOST: cannot connect ({type(exc).__name__})") from None
     try:
         imap.login(config.user, config.password)
+        # Servers announce more after login (MOVE, UIDPLUS); imaplib keeps the first list.
+        status, data = imap.capability()
+        if status == "OK" and data and isinstance(data[-1], bytes):
+            imap.capabilities = tuple(data[-1].decode("ascii", "replace").upper().split())
     except imaplib.IMAP4.error:
         imap.shutdown()
         raise MailboxError("IMAP_USER/IMAP_PASSWORD: login refused") from None
@@ -283,7 +288,9 @@ def _fetch(imap: imaplib.IMAP4, uid: bytes) -> bytes | None:
     return None  # expunged by someone else meanwhile
 
 
-def _move(imap: imaplib.IMAP4, uid: bytes, folder: str) -> None:
+def move(imap: imaplib.IMAP4, uid: bytes, folder: str) -> None:
+    """Move one message (by UID) to `folder` (an encoded, quoted mailbox argument):
+    MOVE (RFC 6851) where the server has it, else COPY, flag \\Deleted and expunge."""
     if "MOVE" in imap.capabilities:
         _ok(imap.uid("MOVE", uid.decode(), folder), "MOVE")
         return
@@ -307,10 +314,10 @@ def check(
     report = MailboxReport()
     imap = _connect(config)
     try:
-        done = _mailbox_arg(config.done_folder)
+        done = mailbox_arg(config.done_folder)
         # CREATE answers NO when the folder exists already; that is fine.
         imap.create(done)
-        _ok(imap.select(_mailbox_arg(config.folder)), "SELECT of IMAP_FOLDER")
+        _ok(imap.select(mailbox_arg(config.folder)), "SELECT of IMAP_FOLDER")
         found = _ok(imap.uid("SEARCH", "ALL"), "SEARCH")
         uids = (found[0] if found and isinstance(found[0], bytes) else b"").split()
         for uid in uids[:limit]:
@@ -323,7 +330,7 @@ def check(
                 (outcome,) = record(conn, hasher, [event], actor="mailbox")
             report.outcomes[outcome.outcome] += 1
             report.names[event.name] += 1
-            _move(imap, uid, done)  # only after the commit: a crash here re-reads the mail
+            move(imap, uid, done)  # only after the commit: a crash here re-reads the mail
             report.moved += 1
         imap.close()
     except (OSError, imaplib.IMAP4.error) as exc:

@@ -29,7 +29,7 @@ from campaigns.optouts.events import (
     to_json,
 )
 from campaigns.optouts.schema import delivery_events, inbound_events
-from suppression.keys import Hasher
+from suppression.keys import Hasher, KeyedHash
 from suppression.ledger import CHANNEL_SCOPES, OBJECTION, Ledger
 
 # What recording did (stable strings, in inbound_events.outcome and in reports).
@@ -51,10 +51,12 @@ class Outcome:
 
 
 def insert_ignoring_duplicates(conn: Connection, table: Table, columns: list[str]) -> Insert:
-    """INSERT ... ON CONFLICT (columns) DO NOTHING on both supported stores."""
-    if conn.dialect.name == "postgresql":
-        return pg_insert(table).on_conflict_do_nothing(index_elements=columns)
-    return sqlite_insert(table).on_conflict_do_nothing(index_elements=columns)
+    """INSERT ... ON CONFLICT (columns) DO NOTHING RETURNING id, on both supported stores.
+
+    Whether a row was inserted is read from the returned row: with RETURNING the
+    driver's row count is not reliable (psycopg 3 reports -1)."""
+    stmt = pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
+    return stmt.on_conflict_do_nothing(index_elements=columns).returning(table.c.id)
 
 
 def record(
@@ -91,74 +93,68 @@ def _delivery(conn: Connection, event: DeliveryEvent) -> Outcome:
             "raw": to_json(event.stored),
         },
     )
-    return Outcome(event, DELIVERY_RECORDED, result.rowcount != 0)
+    return Outcome(event, DELIVERY_RECORDED, result.first() is not None)
 
 
 def _opt_out(conn: Connection, hasher: Hasher, event: OptOutEvent, actor: str) -> Outcome:
     ledger = Ledger(conn, hasher)
     key = hasher.hash(event.identity) if event.identity is not None else None
+    kind = event.identity.kind if event.identity is not None else None
     source = event.provider
-    new = False
-    if event.action in (SUPPRESS, ERASURE_REQUEST, ADDRESS_CHANGE) and key is None:
+    if event.action in (SUPPRESS, ERASURE_REQUEST, ADDRESS_CHANGE) and (
+        key is None or kind is None
+    ):
         outcome = NO_IDENTITY
-    elif event.action == SUPPRESS and key is not None and event.identity is not None:
-        new = ledger.add(
+    elif event.action in (SUPPRESS, ERASURE_REQUEST) and key is not None and kind is not None:
+        erasure = event.action == ERASURE_REQUEST
+        ledger.add(
             key,
-            event.identity.kind,
-            scope=event.scope,
-            reason=event.reason,
+            kind,
+            # ALL-1 at once for an erasure request; the erasure itself is done by a
+            # person with `outreach forget`, from the review item.
+            scope="all" if erasure else event.scope,
+            reason=OBJECTION if erasure else event.reason,
             source=source,
             source_event=event.event_id,
             evidence_ref=event.evidence_ref,
             occurred_at=event.occurred_at,
             actor=actor,
         )
-        outcome = SUPPRESSED if new else ALREADY_RECORDED
-    elif event.action == ERASURE_REQUEST and key is not None and event.identity is not None:
-        # ALL-1 at once; the erasure itself is done by a person with `outreach forget`.
-        new = ledger.add(
-            key,
-            event.identity.kind,
-            scope="all",
-            reason=OBJECTION,
-            source=source,
-            source_event=event.event_id,
-            evidence_ref=event.evidence_ref,
-            occurred_at=event.occurred_at,
-            actor=actor,
-        )
-        review.add(
-            conn,
-            source=source,
-            kind=event.review_kind or ERASURE_REQUEST,
-            event_id=event.event_id,
-            key=key,
-            identity_kind=event.identity.kind,
-            text=event.text,
-            created_at=event.occurred_at,
-        )
-        outcome = ERASURE_QUEUED
-    elif event.action == ADDRESS_CHANGE and event.identity is not None:
-        new = _follow_address(conn, hasher, event, actor) > 0
+        outcome = SUPPRESSED
+        if erasure:
+            review.add(
+                conn,
+                source=source,
+                kind=event.review_kind or ERASURE_REQUEST,
+                event_id=event.event_id,
+                key=key,
+                identity_kind=kind,
+                text=event.text,
+                created_at=event.occurred_at,
+            )
+            outcome = ERASURE_QUEUED
+    elif event.action == ADDRESS_CHANGE:
+        _follow_address(conn, hasher, event, actor)
         outcome = ADDRESS_MOVED
     elif event.action == REVIEW:
-        new = review.add(
+        review.add(
             conn,
             source=source,
             kind=event.review_kind or REVIEW,
             event_id=event.event_id,
             key=key,
-            identity_kind=event.identity.kind if event.identity else None,
+            identity_kind=kind,
             text=event.text,
             created_at=event.occurred_at,
         )
         outcome = SENT_TO_REVIEW
     else:
         outcome = RECORDED
-    inserted = _inbound(
-        conn, event, key.digest if key else None, key.key_id if key else None, outcome
-    )
-    return Outcome(event, outcome if (new or inserted) else ALREADY_RECORDED, new or inserted)
+    # A provider's retry finds its inbound event row: that, not the ledger's row count,
+    # says whether this event is new (see entries.add_once). Every write above is
+    # idempotent, so a retry changes nothing either way.
+    inserted = _inbound(conn, event, key, outcome)
+    return Outcome(event, outcome if inserted else ALREADY_RECORDED, inserted)
 
 
 def _follow_address(conn: Connection, hasher: Hasher, event: OptOutEvent, actor: str) -> int:
@@ -191,13 +187,7 @@ def _follow_address(conn: Connection, hasher: Hasher, event: OptOutEvent, actor:
     return ledger.add_many(rows)
 
 
-def _inbound(
-    conn: Connection,
-    event: OptOutEvent,
-    digest: bytes | None,
-    key_id: str | None,
-    outcome: str,
-) -> bool:
+def _inbound(conn: Connection, event: OptOutEvent, key: KeyedHash | None, outcome: str) -> bool:
     stmt = insert_ignoring_duplicates(conn, inbound_events, ["provider", "provider_event_id"])
     result = conn.execute(
         stmt,
@@ -207,12 +197,12 @@ def _inbound(
             "name": event.name,
             "action": event.action,
             "outcome": outcome,
-            "key_hash": digest,
-            "key_id": key_id,
+            "key_hash": key.digest if key else None,
+            "key_id": key.key_id if key else None,
             "identity_kind": event.identity.kind if event.identity else None,
             "occurred_at": event.occurred_at,
             "received_at": datetime.now(UTC),
             "raw": to_json(event.stored),
         },
     )
-    return result.rowcount != 0
+    return result.first() is not None

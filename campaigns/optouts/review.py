@@ -16,6 +16,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from campaigns.optouts.entries import add_once
 from suppression.errors import OutreachError
 from suppression.keys import Hasher, KeyedHash
 from suppression.ledger import OBJECTION, UNSUBSCRIBE, Ledger
@@ -78,8 +79,10 @@ def add(
     """Queue one item; False when this event was queued before."""
     table = review_items
     stmt = (
-        pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
-    ).on_conflict_do_nothing(index_elements=["source_event"])
+        (pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table))
+        .on_conflict_do_nothing(index_elements=["source_event"])
+        .returning(table.c.id)
+    )
     result = conn.execute(
         stmt,
         {
@@ -92,7 +95,7 @@ def add(
             "created_at": created_at or datetime.now(UTC),
         },
     )
-    return result.rowcount != 0
+    return result.first() is not None
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -157,7 +160,8 @@ def resolve(
             scope, reason = "all", OBJECTION  # ALL-1
         else:
             scope, reason = _CHANNEL_OF.get(kind, "all"), UNSUBSCRIBE
-        added = Ledger(conn, hasher).add(
+        added = add_once(
+            Ledger(conn, hasher),
             KeyedHash(m["key_id"], bytes(m["key_hash"])),
             kind,
             scope=scope,
