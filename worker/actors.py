@@ -15,7 +15,7 @@ from dramatiq.rate_limits.backends import StubBackend
 from campaigns.campaign import Campaign
 from campaigns.sending import Sender
 from suppression.errors import ConfigurationError
-from worker import settings
+from worker import logs, settings
 from worker.broker import SEND_QUEUE, is_embedded, make_broker
 from worker.context import Context
 
@@ -28,6 +28,7 @@ def _redis_url() -> str | None:
         return None
 
 
+logs.configure()
 broker = make_broker(_redis_url())
 dramatiq.set_broker(broker)
 

@@ -34,6 +34,12 @@ def make_broker(redis_url: str | None) -> dramatiq.Broker:
         broker = StubBroker()
         broker.emit_after("process_boot")
     broker.add_middleware(CurrentMessage())
+    if redis_url:
+        # Worker metrics for Prometheus (dramatiq's middleware serves them on
+        # dramatiq_prom_host:dramatiq_prom_port, default 0.0.0.0:9191, from the worker).
+        from dramatiq.middleware.prometheus import Prometheus
+
+        broker.add_middleware(Prometheus())
     return broker
 
 

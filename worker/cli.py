@@ -5,7 +5,20 @@ from __future__ import annotations
 import click
 
 from suppression.errors import ConfigurationError, OutreachError
-from worker.commands import campaign, db_cmd, processes, explain, register, review, serve, suppress
+from worker import logs
+from worker.commands import (
+    campaign,
+    customers,
+    db_cmd,
+    explain,
+    leads,
+    partners,
+    processes,
+    register,
+    review,
+    serve,
+    suppress,
+)
 from worker.output import fail
 
 
@@ -23,6 +36,7 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """outreach: marketing suppression and outreach. Never contact someone who said no."""
+    logs.configure()
 
 
 main.add_command(db_cmd.db)
@@ -36,6 +50,9 @@ main.add_command(processes.clock)
 main.add_command(serve.serve)
 main.add_command(review.review_group)
 
+main.add_command(customers.customers)
+main.add_command(leads.leads)
+main.add_command(partners.partners)
 
 if __name__ == "__main__":
     main()
