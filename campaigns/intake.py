@@ -59,6 +59,7 @@ class ImportResult:
     merged: int = 0
     new_contacts: int = 0
     errors: list[RowError] = field(default_factory=list)
+    first_filename: str | None = None  # already imported: the name it was first imported under
 
     @property
     def by_reason(self) -> dict[str, int]:
@@ -79,6 +80,7 @@ class ImportResult:
             "merged": self.merged,
             "new_contacts": self.new_contacts,
             "by_reason": self.by_reason,
+            **({"first_filename": self.first_filename} if self.first_filename else {}),
         }
 
 
@@ -141,7 +143,7 @@ def import_leads(
     batch_size: int = BATCH,
 ) -> ImportResult:
     """Import within the caller's transaction; FileRefused means: roll it back."""
-    now = now or datetime.now(UTC)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     found = already_imported(conn, source, shape.sha256, filename)
     if found is not None:
         return found
@@ -360,6 +362,7 @@ def already_imported(
         duplicates=int(m["duplicates"]),
         merged=int(m["merged"]),
         errors=errors,
+        first_filename=str(m["filename"]),
     )
 
 
@@ -368,10 +371,15 @@ REPORT_HEADER: Final = ("row", "field", "reason")
 
 def error_report(errors: Iterable[RowError]) -> bytes:
     """The partner's error report: CSV of row, field, reason; no other data (UTF-8, BOM
-    so that Excel reads it right)."""
+    so that Excel reads it right). Fields are the partner's own headers; one that Excel
+    would run as a formula is quoted with a leading apostrophe."""
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(REPORT_HEADER)
     for e in errors:
-        writer.writerow((e.row, e.field, e.reason))
+        writer.writerow((e.row, _cell(e.field), _cell(e.reason)))
     return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def _cell(text: str) -> str:
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 
 from campaigns.bulkcopy import copy_rows
-from campaigns.schema import contacts
+from campaigns.schema import contacts, customers
 
 # Outcomes per row: stable strings.
 NEW: Final = "new"
@@ -117,6 +117,7 @@ class _Contact:
 
     __slots__ = (
         "city",
+        "claim",
         "created",
         "dirty",
         "email",
@@ -155,6 +156,7 @@ class _Contact:
         self.own = own  # created by this import
         self.dirty = False
         self.pos = 0  # place among the batch's new contacts, until it has an id
+        self.claim: str | None = None  # the customer id it belongs to (CRM import)
 
     @property
     def erased(self) -> bool:
@@ -191,13 +193,18 @@ class Merger:
         self.conn.execute(text("DROP TABLE IF EXISTS merge_keys"))
 
     def merge(
-        self, batch: Sequence[Incoming], pinned: Sequence[int | None] | None = None
+        self,
+        batch: Sequence[Incoming],
+        pinned: Sequence[int | None] | None = None,
+        claims: Sequence[str] | None = None,
     ) -> list[int | None]:
         """The contact id of each row, None for a refused one (identity_conflict).
 
         `pinned`: per row, a contact the row must join (the CRM's known customer ids).
+        `claims`: per row, the customer id it is; a row may not join a contact that
+        belongs to another customer id (one customer per contact).
         """
-        by_email, by_phone, by_id = self._load(batch, pinned)
+        by_email, by_phone, by_id = self._load(batch, pinned, with_claims=claims is not None)
         result: list[int | None] = []
         created: list[_Contact] = []
         outcome = self.counts
@@ -207,8 +214,10 @@ class Merger:
             cp = by_phone.get(ph) if ph is not None else None
             pin = by_id.get(pinned[i]) if pinned is not None and pinned[i] is not None else None  # type: ignore[arg-type]
             target = pin or ce or cp
+            claim = claims[i] if claims is not None else None
             if target is None:
                 target = _Contact(row, created=True, own=True)
+                target.claim = claim
                 target.is_partner_lead = self.partner_lead
                 target.is_customer = self.customer
                 created.append(target)
@@ -225,11 +234,14 @@ class Merger:
                 or (cp is not None and cp is not target)
                 or (eh is not None and target.email_hash not in (None, eh))
                 or (ph is not None and target.phone_hash not in (None, ph))
+                or (claim is not None and target.claim not in (None, claim))
             ):
                 outcome[CONFLICT] += 1
                 result.append(None)
                 continue
             self._fill(target, row)
+            if claim is not None:
+                target.claim = claim
             if eh is not None:
                 by_email[eh] = target
             if ph is not None:
@@ -278,7 +290,7 @@ class Merger:
         target.dirty = target.dirty or changed
 
     def _load(
-        self, batch: Sequence[Incoming], pinned: Sequence[int | None] | None
+        self, batch: Sequence[Incoming], pinned: Sequence[int | None] | None, with_claims: bool
     ) -> tuple[dict[bytes, _Contact], dict[bytes, _Contact], dict[int, _Contact]]:
         """The contacts holding any of the batch's emails or phones (or pinned ids)."""
         conn = self.conn
@@ -293,7 +305,14 @@ class Merger:
 
         copy_rows(conn, _keys, ("kind", "key_hash"), keys())
         c = contacts.c
-        columns = [contacts.c[name] for name in ("id", *_UPDATE_COLUMNS)]
+        columns: list[Any] = [contacts.c[name] for name in ("id", *_UPDATE_COLUMNS)]
+        if with_claims:
+            columns.append(
+                select(customers.c.customer_id)
+                .where(customers.c.contact_id == contacts.c.id)
+                .scalar_subquery()
+                .label("claim")
+            )
         email_keys = select(_keys.c.key_hash).where(_keys.c.kind == _EMAIL)
         phone_keys = select(_keys.c.key_hash).where(_keys.c.kind == _PHONE)
         parts = [
@@ -315,6 +334,7 @@ class Merger:
             known.id = m["id"]
             known.is_partner_lead = bool(m["is_partner_lead"])
             known.is_customer = bool(m["is_customer"])
+            known.claim = m["claim"] if with_claims else None
             by_id[known.id] = known
             if known.email_hash is not None:
                 by_email[known.email_hash] = known

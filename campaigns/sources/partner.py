@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Final, NamedTuple
+from typing import Final, Literal, NamedTuple, get_args
 
 from campaigns.sources import values
 from suppression.errors import FileRefused, InvalidIdentity, RowError
@@ -38,7 +38,7 @@ from suppression.keys import Hasher
 from suppression.policy import PolicyConfig, names_us
 from suppression.register import name_address_key
 
-FIELDS: Final = (
+OurField = Literal[
     "first_name",
     "last_name",
     "name",
@@ -56,7 +56,8 @@ FIELDS: Final = (
     "company_named",
     "explicit_call_request",
     "multi_company_form",
-)
+]
+FIELDS: Final[tuple[str, ...]] = get_args(OurField)
 # Evidence a partner may give once for all its rows (partners file `defaults`).
 DEFAULTABLE: Final = ("channels", "wording_version", "captured_at", "company_named")
 _EVIDENCE: Final = ("consent_at", "channels", "wording_version", "captured_at", "company_named")

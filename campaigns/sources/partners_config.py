@@ -41,7 +41,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from campaigns.sources.csvfile import encoding_name
-from campaigns.sources.partner import DEFAULTABLE, FIELDS, LeadFormat
+from campaigns.sources.partner import DEFAULTABLE, LeadFormat, OurField
 from suppression.errors import ConfigurationError
 
 SETTING = "OUTREACH_PARTNERS_FILE"
@@ -68,23 +68,13 @@ class PartnerConfig(BaseModel):
 
     name: str
     display_name: str = Field(min_length=1, max_length=200)
-    columns: dict[str, str] = Field(default_factory=dict)
+    columns: dict[str, OurField] = Field(default_factory=dict)
     encoding: str | None = None
     delimiter: str | None = None
     date_formats: list[str] = Field(default_factory=list)
     defaults: dict[str, str] = Field(default_factory=dict)
     sftp: SftpConfig | None = None
     local_dir: Path | None = None
-
-    @field_validator("columns")
-    @classmethod
-    def _columns(cls, value: dict[str, str]) -> dict[str, str]:
-        for header, ours in value.items():
-            if ours not in FIELDS:
-                raise ValueError(
-                    f"column {header!r} maps to {ours!r}, not one of our fields: {', '.join(FIELDS)}"
-                )
-        return value
 
     @field_validator("encoding")
     @classmethod
@@ -137,10 +127,18 @@ class PartnerConfig(BaseModel):
 def load_partners(path: Path) -> dict[str, PartnerConfig]:
     """Read and check the partners file; ConfigurationError names the partner and key."""
     try:
-        with path.open("rb") as f:
-            document = tomllib.load(f)
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigurationError(SETTING, f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(SETTING, f"{path}: cannot be read: {exc}") from None
+    return parse_partners(text, path)
+
+
+def parse_partners(text: str, path: Path) -> dict[str, PartnerConfig]:
+    """The partners file's text; `path` names it in errors and anchors relative paths."""
+    try:
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(SETTING, f"{path}: not valid TOML: {exc}") from None
     unknown = [key for key in document if key != "partners"]
@@ -169,6 +167,7 @@ def _partner(path: Path, name: str, body: Any) -> PartnerConfig:
         error = exc.errors()[0]
         key = ".".join(str(part) for part in error["loc"]) or "?"
         reason = "is required" if error["type"] == "missing" else error["msg"]
+        reason = reason.removeprefix("Value error, ")
         raise ConfigurationError(
             SETTING, f"{path}: partner {name!r}, key {key!r}: {reason}"
         ) from None

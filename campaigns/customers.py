@@ -1,0 +1,328 @@
+"""Importing the CRM's customer export and its alarm contacts.
+
+Customers become contacts (merged by identity with partner leads: one person, one
+contact) with a `customers` row holding the ES-2 / TP-3 facts. A known customer id
+updates its row: the CRM is the truth about its customers, their names and
+addresses. The same export delivered twice imports once (`imports` source "crm").
+
+Alarm contacts are never contacts (ALL-3): each of their identities becomes a ledger
+exclusion (reason alarm_contact, scope all, source "crm:alarm_contacts"), hashes
+only, with a source event derived from the customer id, so importing the same list
+again adds nothing. Nothing here lifts a suppression (ALL-5).
+
+Both files go in one transaction: all of it or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+
+from campaigns.bulkcopy import copy_rows
+from campaigns.hashing import current_digest
+from campaigns.intake import ALREADY_IMPORTED, IMPORTED, REFUSED, ImportResult, already_imported
+from campaigns.merge import DUPLICATE, MERGED, NEW, Merger
+from campaigns.schema import contact_sources, customers, import_errors, imports
+from campaigns.sources import csvfile
+from campaigns.sources.crm import AlarmContact, AlarmContactReader, Customer, CustomerReader
+from campaigns.sources.partner import IDENTITY_CONFLICT
+from suppression.errors import FileRefused, RowError
+from suppression.keys import Hasher
+from suppression.ledger import ALARM_CONTACT, Ledger
+
+CRM_SOURCE: Final = "crm"
+ALARM_SOURCE: Final = "crm:alarm_contacts"
+NOT_IMPORTED: Final = "not_imported"  # the other file of a refused pair: nothing stored
+BATCH = 5_000
+_CUSTOMER_COLUMNS: Final = (
+    "contract_status",
+    "contract_end",
+    "product_categories",
+    "email_source",
+    "email_from_sale",
+    "opt_out_offered",
+)
+
+
+@dataclass
+class CustomerImport:
+    """The outcome of `outreach customers import`: the export, and the alarm contacts."""
+
+    customers: ImportResult
+    alarm_contacts: ImportResult | None = None
+    customers_added: int = 0
+    customers_updated: int = 0
+    exclusions_added: int = 0
+    errors_by_file: dict[str, list[RowError]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "customers": {
+                **self.customers.as_dict(),
+                "customers_added": self.customers_added,
+                "customers_updated": self.customers_updated,
+            }
+        }
+        if self.alarm_contacts is not None:
+            out["alarm_contacts"] = {
+                **self.alarm_contacts.as_dict(),
+                "exclusions_added": self.exclusions_added,
+            }
+        return out
+
+
+def import_customer_files(
+    engine: Engine,
+    hasher: Hasher,
+    path: Path,
+    alarm_contacts: Path | None = None,
+    *,
+    now: datetime | None = None,
+) -> CustomerImport:
+    """Both files in one transaction; a refused file refuses both (nothing is stored)."""
+    now = now or datetime.now(UTC)
+    shapes: list[csvfile.Shape] = []
+    for p in (path, *([alarm_contacts] if alarm_contacts else [])):
+        try:
+            shapes.append(csvfile.inspect(p))
+        except FileRefused as exc:
+            return _refused(path, alarm_contacts, p, exc)
+    try:
+        with engine.begin() as conn:
+            outcome = import_customers(conn, hasher, path, shapes[0], now=now)
+            if alarm_contacts is not None:
+                alarm, added = import_alarm_contacts(
+                    conn, hasher, alarm_contacts, shapes[1], now=now
+                )
+                outcome.alarm_contacts, outcome.exclusions_added = alarm, added
+            return outcome
+    except FileRefused as exc:
+        failed = alarm_contacts if alarm_contacts and exc.path == alarm_contacts.name else path
+        return _refused(path, alarm_contacts, failed, exc)
+
+
+def _refused(path: Path, alarm: Path | None, failed: Path, exc: FileRefused) -> CustomerImport:
+    def result(source: str, p: Path) -> ImportResult:
+        errors = [RowError(0, "file", exc.reason)] if p == failed else []
+        status = REFUSED if p == failed else NOT_IMPORTED
+        return ImportResult(source, p.name, "", status, errors=errors)
+
+    return CustomerImport(result(CRM_SOURCE, path), result(ALARM_SOURCE, alarm) if alarm else None)
+
+
+def _start(
+    conn: Connection, source: str, path: Path, shape: csvfile.Shape, now: datetime
+) -> tuple[ImportResult | None, int]:
+    found = already_imported(conn, source, shape.sha256, path.name)
+    if found is not None:
+        return found, 0
+    import_id = conn.execute(
+        insert(imports)
+        .values(
+            source=source,
+            filename=path.name[:500],
+            sha256=shape.sha256,
+            imported_at=now,
+            rows_total=0,
+            accepted=0,
+            refused=0,
+            duplicates=0,
+            merged=0,
+        )
+        .returning(imports.c.id)
+    ).scalar_one()
+    return None, int(import_id)
+
+
+def _finish(conn: Connection, result: ImportResult, errors: list[RowError]) -> None:
+    assert result.import_id is not None
+    errors.sort(key=lambda e: e.row)
+    result.errors = errors
+    result.refused = len({e.row for e in errors})
+    result.accepted = result.rows - result.refused
+    copy_rows(
+        conn,
+        import_errors,
+        ("import_id", "row", "field", "reason"),
+        ((result.import_id, e.row, e.field[:80], e.reason[:300]) for e in errors),
+    )
+    conn.execute(
+        update(imports)
+        .where(imports.c.id == result.import_id)
+        .values(
+            rows_total=result.rows,
+            accepted=result.accepted,
+            refused=result.refused,
+            duplicates=result.duplicates,
+            merged=result.merged,
+        )
+    )
+
+
+def import_customers(
+    conn: Connection, hasher: Hasher, path: Path, shape: csvfile.Shape, *, now: datetime
+) -> CustomerImport:
+    """The customer export, within the caller's transaction."""
+    found, import_id = _start(conn, CRM_SOURCE, path, shape, now)
+    if found is not None:
+        return CustomerImport(found)
+    result = ImportResult(CRM_SOURCE, path.name, shape.sha256, IMPORTED, import_id)
+    outcome = CustomerImport(result)
+    records = csvfile.records(path, shape)
+    header = next(records, None)
+    if header is None:
+        raise FileRefused(path.name, "empty_file: no header row")
+    reader = CustomerReader(path.name, header[1], current_digest(hasher))
+    merger = Merger(conn, hasher.key_id, now, customer=True, authoritative=True)
+    errors: list[RowError] = []
+    batch: list[Customer] = []
+    for row, cells in records:
+        result.rows += 1
+        customer = reader.read(row, cells, errors)
+        if customer is not None:
+            batch.append(customer)
+            if len(batch) >= BATCH:
+                _store_customers(conn, merger, batch, import_id, now, errors, outcome)
+                batch = []
+    _store_customers(conn, merger, batch, import_id, now, errors, outcome)
+    merger.close()
+    result.duplicates = merger.counts[DUPLICATE]
+    result.merged = merger.counts[MERGED]
+    result.new_contacts = merger.counts[NEW]
+    _finish(conn, result, errors)
+    return outcome
+
+
+def _store_customers(
+    conn: Connection,
+    merger: Merger,
+    batch: list[Customer],
+    import_id: int,
+    now: datetime,
+    errors: list[RowError],
+    outcome: CustomerImport,
+) -> None:
+    if not batch:
+        return
+    known = dict(
+        conn.execute(
+            select(customers.c.customer_id, customers.c.contact_id).where(
+                customers.c.customer_id.in_([c.customer_id for c in batch])
+            )
+        ).all()
+    )
+    ids = merger.merge(
+        batch,
+        pinned=[known.get(c.customer_id) for c in batch],
+        claims=[c.customer_id for c in batch],
+    )
+    added: list[tuple[int, Customer]] = []
+    updated: list[dict[str, Any]] = []
+    for contact_id, c in zip(ids, batch, strict=True):
+        if contact_id is None:
+            errors.append(RowError(c.row, "email" if c.email else "phone", IDENTITY_CONFLICT))
+        elif c.customer_id in known:
+            updated.append(
+                {
+                    "_cid": c.customer_id,
+                    "imported_at": now,
+                    **{k: getattr(c, k) for k in _CUSTOMER_COLUMNS},
+                }
+            )
+        else:
+            added.append((contact_id, c))
+    copy_rows(
+        conn,
+        customers,
+        ("contact_id", "customer_id", *_CUSTOMER_COLUMNS, "imported_at"),
+        (
+            (cid, c.customer_id, *(getattr(c, k) for k in _CUSTOMER_COLUMNS), now)
+            for cid, c in added
+        ),
+    )
+    copy_rows(
+        conn,
+        contact_sources,
+        ("contact_id", "source", "source_ref", "import_id", "imported_at"),
+        ((cid, CRM_SOURCE, c.customer_id, import_id, now) for cid, c in added),
+    )
+    if updated:
+        conn.execute(
+            update(customers)
+            .where(customers.c.customer_id == bindparam("_cid"))
+            .values({k: bindparam(k) for k in (*_CUSTOMER_COLUMNS, "imported_at")}),
+            updated,
+        )
+    outcome.customers_added += len(added)
+    outcome.customers_updated += len(updated)
+
+
+def import_alarm_contacts(
+    conn: Connection, hasher: Hasher, path: Path, shape: csvfile.Shape, *, now: datetime
+) -> tuple[ImportResult, int]:
+    """Alarm contacts as ledger exclusions (ALL-3), within the caller's transaction.
+
+    Returns the file's result and how many ledger entries were new.
+    """
+    found, import_id = _start(conn, ALARM_SOURCE, path, shape, now)
+    if found is not None:
+        return found, 0
+    result = ImportResult(ALARM_SOURCE, path.name, shape.sha256, IMPORTED, import_id)
+    records = csvfile.records(path, shape)
+    header = next(records, None)
+    if header is None:
+        raise FileRefused(path.name, "empty_file: no header row")
+    reader = AlarmContactReader(path.name, header[1], current_digest(hasher))
+    ledger = Ledger(conn, hasher)
+    errors: list[RowError] = []
+    added = 0
+
+    def entries() -> Iterator[AlarmContact]:
+        for row, cells in records:
+            result.rows += 1
+            yield from reader.read(row, cells, errors)
+
+    batch: list[dict[str, object]] = []
+    for contact in entries():
+        batch.append(_exclusion(contact, hasher.key_id, now))
+        if len(batch) >= BATCH:
+            added += ledger.add_many(batch)
+            batch = []
+    added += ledger.add_many(batch)
+    _finish(conn, result, errors)
+    return result, added
+
+
+def _exclusion(contact: AlarmContact, key_id: str, now: datetime) -> dict[str, object]:
+    # ALL-3: exclusion, not suppression: nothing ever lifts it (ALL-5).
+    return {
+        "key_hash": contact.digest,
+        "key_id": key_id,
+        "identity_kind": contact.identity_kind,
+        "kind": "exclusion",
+        "scope": "all",
+        "reason": ALARM_CONTACT,
+        "source": ALARM_SOURCE,
+        "source_event": f"alarm_contact:{contact.customer_id or 'unknown'}",
+        "evidence_ref": f"customer:{contact.customer_id}" if contact.customer_id else "",
+        "occurred_at": now,
+        "recorded_at": now,
+        "actor": "crm",
+    }
+
+
+__all__ = [
+    "ALARM_SOURCE",
+    "ALREADY_IMPORTED",
+    "CRM_SOURCE",
+    "NOT_IMPORTED",
+    "CustomerImport",
+    "import_alarm_contacts",
+    "import_customer_files",
+    "import_customers",
+]

@@ -1,0 +1,270 @@
+"""Polling partner inboxes: take the files whose upload is finished, import, archive, report.
+
+A file is taken when its name is not an upload in progress (`.part`, `.tmp`, ...) and
+either a `<name>.done` marker is there or its size and mtime are the same as at the
+previous poll (kept in `sftp_observations`): a file still growing is never read.
+
+For each file taken: fetch it, import it in one transaction (`campaigns.intake`),
+and only after the commit move it to the archive folder (atomic rename) and write
+its error report (row, field, reason; nothing else) to the errors folder. A file
+refused whole goes to the errors folder with its report. A crash between commit and
+move imports nothing twice: the next poll finds the content already imported (same
+partner, same SHA-256), and only archives it and writes its report again.
+
+`poll` is the service the CLI (`outreach partners poll`), the dramatiq actor and the
+clock call.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from campaigns.intake import ALREADY_IMPORTED, REFUSED, ImportResult, error_report, import_lead_file
+from campaigns.schema import sftp_observations
+from campaigns.sources.inbox import DONE_SUFFIX, Inbox, InboxError, taken
+from campaigns.sources.local import LocalInbox
+from campaigns.sources.partners_config import PartnerConfig
+from suppression.errors import RowError
+from suppression.keys import Hasher
+from suppression.policy import PolicyConfig
+
+log = logging.getLogger(__name__)
+
+# What happened to a file in the inbox: stable strings.
+ARCHIVED: Final = "archived"  # imported (or imported before): archived, report written
+REJECTED: Final = "rejected"  # refused whole: moved to the errors folder, report written
+FAILED: Final = "failed"  # could not be processed now; left in the inbox for the next poll
+ALREADY_IMPORTED_ROW: Final = RowError(0, "file", ALREADY_IMPORTED)
+
+InboxOpener = Callable[[PartnerConfig], AbstractContextManager[Inbox]]
+
+
+@dataclass
+class FileOutcome:
+    name: str
+    outcome: str  # ARCHIVED | REJECTED | FAILED
+    result: ImportResult | None = None
+    archived_as: str | None = None
+    report: str | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.name,
+            "outcome": self.outcome,
+            "archived_as": self.archived_as,
+            "report": self.report,
+            "error": self.error,
+            "import": self.result.as_dict() if self.result else None,
+        }
+
+
+@dataclass
+class PollResult:
+    """One partner's poll: the files taken, those still uploading, or why it failed."""
+
+    partner: str
+    files: list[FileOutcome] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # seen, not yet stable
+    error: str | None = None  # the inbox could not be reached or listed
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(f.outcome != FAILED for f in self.files)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "partner": self.partner,
+            "ok": self.ok,
+            "error": self.error,
+            "files": [f.as_dict() for f in self.files],
+            "waiting": self.waiting,
+        }
+
+
+@contextmanager
+def open_inbox(partner: PartnerConfig) -> Iterator[Inbox]:
+    """The partner's inbox: SFTP when configured, else its local folder."""
+    inbox: Inbox
+    if partner.sftp is not None:
+        from campaigns.sources.sftp import SftpInbox  # paramiko only when SFTP is used
+
+        inbox = SftpInbox(partner.name, partner.sftp)
+    elif partner.local_dir is not None:
+        inbox = LocalInbox(partner.local_dir)
+    else:
+        raise InboxError(partner.name, "has neither sftp nor local_dir in the partners file")
+    try:
+        yield inbox
+    finally:
+        inbox.close()
+
+
+def poll(
+    engine: Engine,
+    hasher: Hasher,
+    policy: PolicyConfig,
+    partners: Mapping[str, PartnerConfig],
+    partner_name: str | None = None,
+    *,
+    now: datetime | None = None,
+    opener: InboxOpener = open_inbox,
+) -> list[PollResult]:
+    """Poll one partner (by name) or every partner with an inbox; never raises for one
+    partner's trouble: it is in that partner's PollResult."""
+    if partner_name is not None:
+        chosen = [partners[partner_name]] if partner_name in partners else []
+        if not chosen:
+            return [PollResult(partner_name, error="no such partner in the partners file")]
+    else:
+        chosen = [p for p in partners.values() if p.sftp is not None or p.local_dir is not None]
+    return [poll_partner(engine, hasher, policy, p, now=now, opener=opener) for p in chosen]
+
+
+def poll_partner(
+    engine: Engine,
+    hasher: Hasher,
+    policy: PolicyConfig,
+    partner: PartnerConfig,
+    *,
+    now: datetime | None = None,
+    opener: InboxOpener = open_inbox,
+) -> PollResult:
+    result = PollResult(partner.name)
+    try:
+        with opener(partner) as inbox:
+            _poll(engine, hasher, policy, partner, inbox, now or datetime.now(UTC), result)
+    except InboxError as exc:
+        result.error = exc.reason
+        log.warning("partner poll failed", extra={"partner": partner.name, "reason": exc.reason})
+    return result
+
+
+def _poll(
+    engine: Engine,
+    hasher: Hasher,
+    policy: PolicyConfig,
+    partner: PartnerConfig,
+    inbox: Inbox,
+    now: datetime,
+    result: PollResult,
+) -> None:
+    listing = inbox.list()
+    names = {f.name for f in listing}
+    ready = [f for f in listing if taken(f.name)]
+    seen = _observations(engine, partner.name)
+    take = []
+    with engine.begin() as conn:
+        for f in ready:
+            if f.name + DONE_SUFFIX in names or seen.get(f.name) == (f.size, f.mtime):
+                take.append(f)
+                continue
+            result.waiting.append(f.name)
+            values = {"size": f.size, "mtime": f.mtime, "observed_at": now}
+            if f.name in seen:
+                conn.execute(
+                    update(sftp_observations)
+                    .where(
+                        sftp_observations.c.partner == partner.name,
+                        sftp_observations.c.filename == f.name,
+                    )
+                    .values(**values)
+                )
+            else:
+                conn.execute(
+                    insert(sftp_observations).values(
+                        partner=partner.name, filename=f.name, **values
+                    )
+                )
+        gone = [name for name in seen if name not in names]
+        if gone:
+            conn.execute(
+                delete(sftp_observations).where(
+                    sftp_observations.c.partner == partner.name,
+                    sftp_observations.c.filename.in_(gone),
+                )
+            )
+    for f in take:
+        outcome = _take(engine, hasher, policy, partner, inbox, f.name, f.size, now)
+        result.files.append(outcome)
+        if outcome.outcome == FAILED:
+            continue
+        if f.name + DONE_SUFFIX in names:
+            inbox.remove(f.name + DONE_SUFFIX)
+        with engine.begin() as conn:
+            conn.execute(
+                delete(sftp_observations).where(
+                    sftp_observations.c.partner == partner.name,
+                    sftp_observations.c.filename == f.name,
+                )
+            )
+
+
+def _observations(engine: Engine, partner: str) -> dict[str, tuple[int, int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                sftp_observations.c.filename, sftp_observations.c.size, sftp_observations.c.mtime
+            ).where(sftp_observations.c.partner == partner)
+        )
+        return {r.filename: (int(r.size), int(r.mtime)) for r in rows}
+
+
+def _take(
+    engine: Engine,
+    hasher: Hasher,
+    policy: PolicyConfig,
+    partner: PartnerConfig,
+    inbox: Inbox,
+    name: str,
+    size: int,
+    now: datetime,
+) -> FileOutcome:
+    with tempfile.TemporaryDirectory(prefix="outreach-intake-") as tmp:
+        local = Path(tmp) / "partner-file"
+        try:
+            fetched = inbox.fetch(name, local)
+        except OSError as exc:
+            return FileOutcome(name, FAILED, error=f"fetch failed: {type(exc).__name__}")
+        if fetched != size:
+            # Changed between the listing and the fetch: it was not finished after all.
+            return FileOutcome(name, FAILED, error="the file changed while it was fetched")
+        try:
+            result = import_lead_file(
+                engine,
+                hasher,
+                policy,
+                partner.source,
+                partner.lead_format,
+                local,
+                filename=name,
+                encoding=partner.encoding,
+                delimiter=partner.delimiter,
+                now=now,
+            )
+        except Exception as exc:  # the store is down, a bug: retry at the next poll
+            log.exception("partner file import failed", extra={"partner": partner.name})
+            return FileOutcome(name, FAILED, error=f"import failed: {type(exc).__name__}")
+    # The import has committed (or refused the file whole): only now touch the inbox.
+    errors = result.errors
+    if result.status == ALREADY_IMPORTED and result.first_filename != name:
+        errors = [ALREADY_IMPORTED_ROW, *errors]
+    tag = (result.sha256 or now.strftime("%Y%m%d%H%M%S"))[:12]
+    try:
+        if result.status == REFUSED:
+            moved, outcome = inbox.reject(name, tag), REJECTED
+        else:
+            moved, outcome = inbox.archive(name, tag), ARCHIVED
+        report = inbox.write_report(name, error_report(errors))
+    except OSError as exc:
+        return FileOutcome(name, FAILED, result, error=f"archiving failed: {type(exc).__name__}")
+    return FileOutcome(name, outcome, result, moved, report)

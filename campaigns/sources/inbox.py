@@ -1,0 +1,81 @@
+"""Where partner files arrive: an inbox folder, with archive and errors folders beside it.
+
+Two implementations: `sftp.SftpInbox` (the partner's or our SFTP server, paramiko)
+and `local.LocalInbox` (a local folder with the same layout, for the demo and for
+one machine). The poller (`campaigns.polling`) only speaks this interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Protocol
+
+from suppression.errors import OutreachError
+
+# Names that are never taken: uploads in progress, and the markers that say one is done.
+IN_PROGRESS_SUFFIXES: Final = (".part", ".tmp", ".filepart", ".partial")
+DONE_SUFFIX: Final = ".done"
+REPORT_SUFFIX: Final = ".errors.csv"
+
+
+class InboxError(OutreachError):
+    """The inbox cannot be reached or used; names the partner, never file contents."""
+
+    def __init__(self, partner: str, reason: str) -> None:
+        super().__init__(f"partner {partner}: {reason}")
+        self.partner = partner
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class InboxFile:
+    name: str
+    size: int
+    mtime: int  # as the inbox reports it (seconds on SFTP, nanoseconds locally)
+
+
+class Inbox(Protocol):
+    def list(self) -> list[InboxFile]:
+        """Regular files in the inbox folder (no folders, no links followed)."""
+        ...
+
+    def fetch(self, name: str, dest: Path) -> int:
+        """Copy an inbox file to a local path; returns the bytes copied."""
+        ...
+
+    def archive(self, name: str, tag: str) -> str:
+        """Move a file from the inbox to the archive folder by an atomic rename. If the
+        archive already holds that name, `tag` is added before the suffix. Returns the
+        archived name."""
+        ...
+
+    def reject(self, name: str, tag: str) -> str:
+        """Move a file refused whole to the errors folder (same naming as `archive`)."""
+        ...
+
+    def write_report(self, name: str, data: bytes) -> str:
+        """Write the error report of inbox file `name` into the errors folder, atomically
+        (a partner never sees half a report). Returns the report's name."""
+        ...
+
+    def remove(self, name: str) -> None:
+        """Delete an inbox file (a `.done` marker once its file is archived)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def taken(name: str) -> bool:
+    """Whether a listed name is a partner file to import (not in progress, not a marker)."""
+    return (
+        not name.startswith(".")
+        and not name.endswith(IN_PROGRESS_SUFFIXES)
+        and not name.endswith(DONE_SUFFIX)
+    )
+
+
+def tagged(name: str, tag: str) -> str:
+    """`leads.csv` with tag `ab12` -> `leads.ab12.csv`."""
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem}.{tag}.{suffix}" if dot and stem else f"{name}.{tag}"

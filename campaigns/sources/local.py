@@ -1,0 +1,59 @@
+"""A local folder standing in for a partner's SFTP inbox (the demo, one machine, tests).
+
+Layout: `<local_dir>/inbox`, `<local_dir>/archive`, `<local_dir>/errors`, created when
+missing. Moves are `os.replace` within one file system: atomic, as on SFTP.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from campaigns.sources.inbox import REPORT_SUFFIX, InboxFile, tagged
+
+
+class LocalInbox:
+    def __init__(self, root: Path) -> None:
+        self.inbox = root / "inbox"
+        self.archive_dir = root / "archive"
+        self.errors_dir = root / "errors"
+        for folder in (self.inbox, self.archive_dir, self.errors_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def list(self) -> list[InboxFile]:
+        found = []
+        with os.scandir(self.inbox) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    found.append(InboxFile(entry.name, st.st_size, st.st_mtime_ns))
+        return sorted(found, key=lambda f: f.name)
+
+    def fetch(self, name: str, dest: Path) -> int:
+        shutil.copyfile(self.inbox / name, dest)
+        return dest.stat().st_size
+
+    def _move(self, name: str, folder: Path, tag: str) -> str:
+        target = name if not (folder / name).exists() else tagged(name, tag)
+        os.replace(self.inbox / name, folder / target)
+        return target
+
+    def archive(self, name: str, tag: str) -> str:
+        return self._move(name, self.archive_dir, tag)
+
+    def reject(self, name: str, tag: str) -> str:
+        return self._move(name, self.errors_dir, tag)
+
+    def write_report(self, name: str, data: bytes) -> str:
+        report = name + REPORT_SUFFIX
+        part = self.errors_dir / (report + ".part")
+        part.write_bytes(data)
+        os.replace(part, self.errors_dir / report)
+        return report
+
+    def remove(self, name: str) -> None:
+        (self.inbox / name).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        pass
