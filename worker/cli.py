@@ -19,6 +19,7 @@ from worker.commands import (
     serve,
     suppress,
 )
+from worker.commands import customers, leads, partners
 from worker.output import fail
 
 
@@ -50,6 +51,9 @@ main.add_command(processes.clock)
 main.add_command(serve.serve)
 main.add_command(review.review_group)
 
+main.add_command(customers.customers)
+main.add_command(leads.leads)
+main.add_command(partners.partners)
 main.add_command(customers.customers)
 main.add_command(leads.leads)
 main.add_command(partners.partners)
