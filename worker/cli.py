@@ -19,7 +19,6 @@ from worker.commands import (
     serve,
     suppress,
 )
-from worker.commands import customers, leads, partners
 from worker.output import fail
 
 
@@ -51,9 +50,6 @@ main.add_command(processes.clock)
 main.add_command(serve.serve)
 main.add_command(review.review_group)
 
-main.add_command(customers.customers)
-main.add_command(leads.leads)
-main.add_command(partners.partners)
 main.add_command(customers.customers)
 main.add_command(leads.leads)
 main.add_command(partners.partners)
