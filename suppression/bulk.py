@@ -41,9 +41,9 @@ def _copy(
     raw = conn.connection.driver_connection
     count = 0
     column_list = ", ".join(columns)
-    with raw.cursor() as cur:  # type: ignore[union-attr]
-        with cur.copy(f"COPY {table_name} ({column_list}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-                count += 1
+    cur = raw.cursor()  # type: ignore[union-attr]
+    with cur, cur.copy(f"COPY {table_name} ({column_list}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
     return count

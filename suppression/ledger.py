@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -157,21 +157,12 @@ class Ledger:
         """Append rows, skipping source events already recorded; returns how many were new."""
         if not rows:
             return 0
-        dialect = self.conn.dialect.name
-        stmt: object
-        if dialect == "postgresql":
-            stmt = pg_insert(ledger_entries).on_conflict_do_nothing(
-                index_elements=["key_hash", "source", "source_event"]
-            )
-        elif dialect == "sqlite":
-            stmt = sqlite_insert(ledger_entries).on_conflict_do_nothing(
-                index_elements=["key_hash", "source", "source_event"]
-            )
-        else:  # pragma: no cover - only the two supported stores
-            stmt = insert(ledger_entries)
-        result = self.conn.execute(stmt, list(rows))
-        count = result.rowcount
-        return int(count) if count is not None and count >= 0 else len(rows)
+        unique = ["key_hash", "source", "source_event"]
+        insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
+        stmt = insert(ledger_entries).on_conflict_do_nothing(index_elements=unique)
+        # Count what RETURNING gives back: the driver's rowcount is -1 on PostgreSQL here.
+        result = self.conn.execute(stmt.returning(ledger_entries.c.id), list(rows))
+        return len(result.all())
 
     def status(self, kind: str, value: str) -> Status:
         """Every entry for one canonical identity, under every known key."""
@@ -183,32 +174,12 @@ class Ledger:
         )
         return Status([_entry(r._mapping) for r in rows])
 
-    def screen(self, digests: Iterable[bytes], chunk: int = 5000) -> Iterator[tuple[bytes, Status]]:
-        """Stream (digest, Status) for the digests that have ledger entries.
+    def screen(self, digests: Iterable[bytes]) -> Iterator[tuple[bytes, Status]]:
+        """Stream (digest, Status) for the digests that have ledger entries, in bounded
+        memory; the input is consumed lazily and only hits are yielded."""
+        from suppression.screening import screen_ledger  # screening builds on this module
 
-        Memory is bounded by `chunk`: the input is consumed lazily and only hits are
-        yielded. PostgreSQL bulk screening goes through `suppression.screening`.
-        """
-        batch: list[bytes] = []
-        for digest in digests:
-            batch.append(digest)
-            if len(batch) >= chunk:
-                yield from self._screen_chunk(batch)
-                batch = []
-        if batch:
-            yield from self._screen_chunk(batch)
-
-    def _screen_chunk(self, batch: list[bytes]) -> Iterator[tuple[bytes, Status]]:
-        found: dict[bytes, Status] = {}
-        rows = self.conn.execute(
-            select(ledger_entries)
-            .where(ledger_entries.c.key_hash.in_(batch))
-            .order_by(ledger_entries.c.occurred_at, ledger_entries.c.id)
-        )
-        for r in rows:
-            entry = _entry(r._mapping)
-            found.setdefault(entry.key_hash, Status()).entries.append(entry)
-        yield from found.items()
+        return screen_ledger(self.conn, digests)
 
 
 def _entry(m: object) -> Entry:

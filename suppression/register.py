@@ -259,7 +259,10 @@ def lookup(conn: Connection, snapshot: Snapshot, digests: list[bytes]) -> Regist
         return None
     rows = conn.execute(
         select(register_entries.c.reserved_phone, register_entries.c.reserved_post).where(
-            register_entries.c.snapshot_id == snapshot.id, register_entries.c.key_hash.in_(digests)
+            # "+ 0": SQLite would otherwise probe the snapshot_id index, which matches
+            # every row of the snapshot, instead of the key_hash index.
+            register_entries.c.snapshot_id + 0 == snapshot.id,
+            register_entries.c.key_hash.in_(digests),
         )
     ).all()
     if not rows:
