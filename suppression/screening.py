@@ -139,6 +139,7 @@ def _screen_in_lists(
     if isinstance(raw, sqlite3.Connection):
         size = min(size, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - 1)
     while chunk := tuple(set(islice(digests, size))):
+        _check_sizes(chunk)
         marks = ", ".join([mark] * len(chunk))
         hits: dict[bytes, Hit] = {}
         for key_hash, *fields in conn.exec_driver_sql(_LEDGER_IN.format(marks=marks), chunk):
@@ -229,12 +230,16 @@ def _copy_round(
             chunk = list(islice(digests, min(copy_chunk, round_size - copied)))
             if not chunk:
                 break
-            if set(map(len, chunk)) != {32}:  # a binary COPY row has a fixed size here
-                raise ValueError("screening takes 32-byte keyed digests")
+            _check_sizes(chunk)  # a binary COPY row has a fixed size here
             copy.write(b"".join(_PGCOPY_FIELD + d for d in chunk))
             copied += len(chunk)
         copy.write(_PGCOPY_TRAILER)
     return copied
+
+
+def _check_sizes(chunk: Iterable[bytes]) -> None:
+    if set(map(len, chunk)) != {32}:
+        raise ValueError("screening takes 32-byte keyed digests")
 
 
 def _group(rows: Iterable[Any]) -> Iterator[tuple[bytes, Hit]]:
