@@ -26,6 +26,11 @@ RECORD: Final = "record"  # kept as an inbound event only (START, HELP, profile;
 ACTIONS: Final = (SUPPRESS, ERASURE_REQUEST, ADDRESS_CHANGE, REVIEW, RECORD)
 
 
+def storable(text: str) -> str:
+    """Text as every store takes it: PostgreSQL refuses NUL characters in text."""
+    return text.replace("\x00", "")
+
+
 class WebhookRejected(OutreachError):
     """A webhook request that is not from the provider (bad signature, wrong secret)."""
 
@@ -43,6 +48,25 @@ class WebhookRequest:
     headers: Mapping[str, str]  # lower-cased names
     form: Sequence[tuple[str, str]] = ()  # form fields in order; repeated names kept
     path_params: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        url: str,
+        method: str,
+        headers: Mapping[str, str],
+        form: Sequence[tuple[str, str]] = (),
+        path_params: Mapping[str, str] | None = None,
+    ) -> WebhookRequest:
+        """A request with its form fields made storable (no NUL characters)."""
+        return cls(
+            url=url,
+            method=method,
+            headers={name.lower(): value for name, value in headers.items()},
+            form=[(storable(key), storable(value)) for key, value in form],
+            path_params=dict(path_params or {}),
+        )
 
     def header(self, name: str) -> str:
         return self.headers.get(name.lower(), "")

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from campaigns.optouts.entries import add_once
+from campaigns.optouts.events import storable
 from suppression.errors import OutreachError
 from suppression.keys import Hasher, KeyedHash
 from suppression.ledger import OBJECTION, UNSUBSCRIBE, Ledger
@@ -91,7 +92,7 @@ def add(
             "key_hash": key.digest if key else None,
             "key_id": key.key_id if key else None,
             "identity_kind": identity_kind,
-            "text": text[:TEXT_LIMIT],
+            "text": storable(text)[:TEXT_LIMIT],
             "created_at": created_at or datetime.now(UTC),
         },
     )

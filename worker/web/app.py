@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -132,7 +132,10 @@ def create_app(ctx: Context) -> FastAPI:
         await run_in_threadpool(ping)
         return JSONResponse({"status": "ok"})
 
-    @app.exception_handler(DBAPIError)
+    # The store is unreachable or overloaded (connection refused or lost, pool exhausted).
+    # Other database errors are bugs and stay 500s, where they are seen.
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeout)
     async def database_unavailable(request: Request, exc: Exception) -> Response:
         # Guarantee 3: when the store fails, say so; nothing here claims a stored no.

@@ -42,10 +42,10 @@ async def _webhook_request(request: Request) -> WebhookRequest:
     public_url = web_of(request).ctx.settings.public_url + request.url.path
     if request.url.query:
         public_url += "?" + request.url.query
-    return WebhookRequest(
+    return WebhookRequest.build(
         url=public_url,
         method=request.method,
-        headers={name.lower(): value for name, value in request.headers.items()},
+        headers=dict(request.headers.items()),
         form=fields,
         path_params=dict(request.path_params),
     )
