@@ -187,9 +187,9 @@ def import_customers(
         if customer is not None:
             batch.append(customer)
             if len(batch) >= BATCH:
-                _store_customers(conn, merger, batch, import_id, now, errors, outcome)
+                _store_customers(conn, merger, reader, batch, import_id, now, errors, outcome)
                 batch = []
-    _store_customers(conn, merger, batch, import_id, now, errors, outcome)
+    _store_customers(conn, merger, reader, batch, import_id, now, errors, outcome)
     merger.close()
     result.duplicates = merger.counts[DUPLICATE]
     result.merged = merger.counts[MERGED]
@@ -201,6 +201,7 @@ def import_customers(
 def _store_customers(
     conn: Connection,
     merger: Merger,
+    reader: CustomerReader,
     batch: list[Customer],
     import_id: int,
     now: datetime,
@@ -225,7 +226,8 @@ def _store_customers(
     updated: list[dict[str, Any]] = []
     for contact_id, c in zip(ids, batch, strict=True):
         if contact_id is None:
-            errors.append(RowError(c.row, "email" if c.email else "phone", IDENTITY_CONFLICT))
+            field = reader.label("email" if c.email else "phone")
+            errors.append(RowError(c.row, field, IDENTITY_CONFLICT))
         elif c.customer_id in known:
             updated.append(
                 {

@@ -148,6 +148,10 @@ class CustomerReader:
         self._digest = digest
         self._seen: set[str] = set()
 
+    def label(self, name: str) -> str:
+        """The export's own header for one of our fields (for error reports)."""
+        return self._labels.get(name, name)
+
     def read(self, row: int, cells: list[str], errors: list[RowError]) -> Customer | None:
         if len(cells) < self.width or any(v.strip() for v in cells[self.width :]):
             errors.append(RowError(row, "row", "wrong_field_count"))

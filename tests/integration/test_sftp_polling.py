@@ -1,0 +1,279 @@
+"""Polling a partner's SFTP inbox: a real SFTP server (asyncssh) on loopback, paramiko as
+the client, each test on SQLite and PostgreSQL. No test waits for time to pass: a
+file's stability is counted in polls."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from campaigns.intake import ALREADY_IMPORTED, IMPORTED, import_lead_file
+from campaigns.polling import ARCHIVED, REJECTED, PollResult, poll, poll_partner
+from campaigns.schema import consent_records, contacts, imports, sftp_observations
+from campaigns.sources.partners_config import PartnerConfig, SftpConfig
+from suppression.keys import Hasher
+from suppression.policy import PolicyConfig
+from tests import partner_files
+from tests.partner_files import person
+from tests.sftp_server import SftpServer, known_hosts_line, new_key, sftp_server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "sftp-root"
+    for folder in ("inbox", "archive", "errors"):
+        (root / folder).mkdir(parents=True)
+    return root
+
+
+@pytest.fixture
+def server(root: Path) -> Iterator[SftpServer]:
+    with sftp_server(root) as running:
+        yield running
+
+
+def partner_for(server: SftpServer, **changes: object) -> PartnerConfig:
+    sftp = SftpConfig(
+        host=server.host,
+        port=server.port,
+        user="boligpartner",
+        private_key=server.client_key_path,
+        known_hosts=server.known_hosts_path,
+        inbox="/inbox",
+        archive="/archive",
+        errors="/errors",
+        timeout_seconds=10,
+    )
+    sftp = sftp.model_copy(update=changes)
+    return PartnerConfig(name="boligpartner", display_name="Boligpartner AS", sftp=sftp)
+
+
+class Poller:
+    def __init__(
+        self, engine: Engine, hasher: Hasher, policy: PolicyConfig, partner: PartnerConfig
+    ) -> None:
+        self.engine, self.hasher, self.policy, self.partner = engine, hasher, policy, partner
+
+    def __call__(self) -> PollResult:
+        result = poll_partner(self.engine, self.hasher, self.policy, self.partner)
+        assert result.error is None, result.error
+        return result
+
+
+@pytest.fixture
+def poller(
+    engine: Engine, hasher: Hasher, policy_config: PolicyConfig, server: SftpServer
+) -> Poller:
+    return Poller(engine, hasher, policy_config, partner_for(server))
+
+
+def count(engine: Engine, table: object) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
+
+
+def report_rows(path: Path) -> list[tuple[str, str, str]]:
+    rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig"))))
+    assert rows[0] == ["row", "field", "reason"]
+    return [(r[0], r[1], r[2]) for r in rows[1:]]
+
+
+ROWS = [
+    person(1),
+    person(2, Mobil="123"),
+    person(3),
+    person(4, Selskap="Annet Firma AS", Kanaler="fax"),
+]
+
+
+def test_a_file_is_taken_once_it_stood_still_across_two_polls(
+    poller: Poller, root: Path, engine: Engine
+) -> None:
+    partner_files.write(root / "inbox" / "leads.csv", ROWS)
+    first = poller()
+    assert (first.waiting, first.files) == (["leads.csv"], [])
+    assert count(engine, imports) == 0
+    second = poller()
+    assert [(f.name, f.outcome) for f in second.files] == [("leads.csv", ARCHIVED)]
+    assert second.files[0].result is not None and second.files[0].result.accepted == 2
+    assert (root / "archive" / "leads.csv").exists()
+    assert not (root / "inbox" / "leads.csv").exists()
+    assert count(engine, sftp_observations) == 0
+
+
+def test_a_file_still_growing_is_not_touched_until_it_stops(
+    poller: Poller, root: Path, engine: Engine
+) -> None:
+    data = partner_files.render([person(n) for n in range(50)])
+    path = root / "inbox" / "leads.csv"
+    path.write_bytes(data[: len(data) // 2])
+    assert poller().waiting == ["leads.csv"]
+    path.write_bytes(data)  # the upload went on between the polls
+    assert poller().waiting == ["leads.csv"]
+    assert count(engine, imports) == 0
+    taken = poller()
+    assert taken.files[0].result is not None
+    assert (taken.files[0].result.rows, taken.files[0].result.accepted) == (50, 50)
+
+
+def test_a_part_file_is_never_taken_and_its_final_name_is_after_it_stood_still(
+    poller: Poller, root: Path, engine: Engine
+) -> None:
+    part = partner_files.write(root / "inbox" / "leads.csv.part", ROWS)
+    for _ in range(3):
+        result = poller()
+        assert (result.files, result.waiting) == ([], [])
+    part.rename(root / "inbox" / "leads.csv")
+    assert poller().waiting == ["leads.csv"]
+    assert poller().files[0].outcome == ARCHIVED
+    assert count(engine, imports) == 1
+
+
+def test_a_done_marker_lets_a_file_be_taken_at_the_first_poll_and_is_removed(
+    poller: Poller, root: Path
+) -> None:
+    partner_files.write(root / "inbox" / "leads.csv", ROWS)
+    (root / "inbox" / "leads.csv.done").write_bytes(b"")
+    result = poller()
+    assert [f.outcome for f in result.files] == [ARCHIVED]
+    assert list((root / "inbox").iterdir()) == []
+
+
+def test_the_same_file_delivered_twice_imports_once_and_each_report_lists_the_refused_rows(
+    poller: Poller, root: Path, engine: Engine
+) -> None:
+    """Acceptance: one import; the error report lists each refused row with its reason."""
+    data = partner_files.render(ROWS)
+    (root / "inbox" / "leads-mai.csv").write_bytes(data)
+    poller()
+    first = poller()
+    (root / "inbox" / "leads-mai-igjen.csv").write_bytes(data)
+    poller()
+    again = poller()
+    assert first.files[0].result is not None and first.files[0].result.status == IMPORTED
+    assert again.files[0].result is not None and again.files[0].result.status == ALREADY_IMPORTED
+    assert count(engine, imports) == 1
+    assert count(engine, consent_records) == 2
+    refused = [
+        ("3", "Mobil", "invalid_phone"),
+        ("5", "Kanaler", "unknown_channel"),
+        ("5", "Selskap", "company_not_us"),
+    ]
+    assert report_rows(root / "errors" / "leads-mai.csv.errors.csv") == refused
+    assert report_rows(root / "errors" / "leads-mai-igjen.csv.errors.csv") == [
+        ("0", "file", "already_imported"),
+        *refused,
+    ]
+    assert sorted(p.name for p in (root / "archive").iterdir()) == [
+        "leads-mai-igjen.csv",
+        "leads-mai.csv",
+    ]
+
+
+def test_an_error_report_holds_no_personal_data(poller: Poller, root: Path) -> None:
+    partner_files.write(root / "inbox" / "leads.csv", ROWS)
+    (root / "inbox" / "leads.csv.done").touch()
+    poller()
+    report = (root / "errors" / "leads.csv.errors.csv").read_bytes().decode("utf-8-sig")
+    for row in ROWS:
+        for value in (
+            row["E-post"],
+            row["Mobil"],
+            row["Fornavn"],
+            row["Etternavn"],
+            row["Adresse"],
+        ):
+            assert value not in report
+
+
+def test_a_crash_between_commit_and_move_never_imports_twice(
+    poller: Poller, root: Path, engine: Engine, hasher: Hasher, policy_config: PolicyConfig
+) -> None:
+    inbox_file = partner_files.write(root / "inbox" / "leads.csv", ROWS)
+    # The poller's import committed, then the process died before the move:
+    committed = import_lead_file(
+        engine, hasher, policy_config, poller.partner.source, poller.partner.lead_format, inbox_file,
+        filename="leads.csv",
+    )  # fmt: skip
+    assert committed.status == IMPORTED
+    (root / "inbox" / "leads.csv.done").touch()
+    result = poller()
+    assert [(f.outcome, f.result.status if f.result else None) for f in result.files] == [
+        (ARCHIVED, ALREADY_IMPORTED)
+    ]
+    assert count(engine, imports) == 1 and count(engine, contacts) == 2
+    assert report_rows(root / "errors" / "leads.csv.errors.csv")[0] == (
+        "3",
+        "Mobil",
+        "invalid_phone",
+    )
+
+
+def test_a_file_refused_whole_goes_to_the_errors_folder_with_its_report(
+    poller: Poller, root: Path, engine: Engine
+) -> None:
+    (root / "inbox" / "notes.csv").write_bytes("Fornavn;Etternavn\nÅse;Ødegård\n".encode("cp1252"))
+    (root / "inbox" / "notes.csv.done").touch()
+    result = poller()
+    assert [f.outcome for f in result.files] == [REJECTED]
+    assert (root / "errors" / "notes.csv").exists()
+    assert report_rows(root / "errors" / "notes.csv.errors.csv") == [
+        ("0", "file", "missing_column: needs an email or a phone column")
+    ]
+    assert count(engine, imports) == 0
+
+
+def test_a_changed_host_key_refuses_to_connect_and_says_so(
+    engine: Engine,
+    hasher: Hasher,
+    policy_config: PolicyConfig,
+    server: SftpServer,
+    root: Path,
+    tmp_path: Path,
+) -> None:
+    pinned = tmp_path / "known_hosts"
+    pinned.write_text(known_hosts_line(server.host, server.port, new_key()))
+    partner_files.write(root / "inbox" / "leads.csv", ROWS)
+    (root / "inbox" / "leads.csv.done").touch()
+    result = poll_partner(engine, hasher, policy_config, partner_for(server, known_hosts=pinned))
+    assert result.error is not None and "does not match the key pinned" in result.error
+    assert not result.ok and result.files == []
+    assert (root / "inbox" / "leads.csv").exists()
+    assert count(engine, imports) == 0
+
+
+def test_an_unknown_host_key_refuses_to_connect_and_says_so(
+    engine: Engine, hasher: Hasher, policy_config: PolicyConfig, server: SftpServer, tmp_path: Path
+) -> None:
+    pinned = tmp_path / "known_hosts"
+    pinned.write_text(known_hosts_line("sftp.example.no", 22, new_key()))
+    result = poll_partner(engine, hasher, policy_config, partner_for(server, known_hosts=pinned))
+    assert result.error is not None and "is not pinned" in result.error
+
+
+def test_a_key_the_server_does_not_know_is_refused(
+    engine: Engine, hasher: Hasher, policy_config: PolicyConfig, server: SftpServer, tmp_path: Path
+) -> None:
+    stranger = tmp_path / "stranger_ed25519"
+    stranger.write_bytes(new_key().export_private_key("openssh"))
+    result = poll_partner(engine, hasher, policy_config, partner_for(server, private_key=stranger))
+    assert result.error is not None and "refused our key" in result.error
+
+
+def test_a_partner_nobody_listens_for_fails_within_the_timeout_and_others_are_still_polled(
+    engine: Engine, hasher: Hasher, policy_config: PolicyConfig, server: SftpServer, root: Path
+) -> None:
+    closed = partner_for(server, port=1).model_copy(update={"name": "borte"})
+    good = partner_for(server)
+    partner_files.write(root / "inbox" / "leads.csv", ROWS)
+    (root / "inbox" / "leads.csv.done").touch()
+    results = poll(engine, hasher, policy_config, {"borte": closed, "boligpartner": good})
+    assert results[0].error is not None and "cannot reach" in results[0].error
+    assert results[1].ok and [f.outcome for f in results[1].files] == [ARCHIVED]
