@@ -23,11 +23,11 @@ import argparse
 import csv
 import io
 import multiprocessing
+import os
 import random
 import resource
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -104,7 +104,14 @@ def generate(path: Path, rows: int, seed: int = 7) -> dict[str, int]:
     # distinct mobile numbers without keeping them all in a set: a stride coprime with 16M
     stride = 7_919_113
     base = rnd.randrange(10_000_000)
-    channels = ("e-post", "sms", "e-post, sms", "E-post og SMS", "sms;telefon", "e-post/sms/telefon")
+    channels = (
+        "e-post",
+        "sms",
+        "e-post, sms",
+        "E-post og SMS",
+        "sms;telefon",
+        "e-post/sms/telefon",
+    )
     stats = {"invalid": 0, "repeated": 0}
     start = datetime(2025, 8, 1, 8, 0)
     recent: list[str] = []
@@ -203,6 +210,230 @@ def _fast(url: str, path: Path) -> dict[str, Any]:
     return {"seconds": seconds, "result": result.as_dict()}
 
 
+def _naive(url: str, path: Path) -> dict[str, Any]:
+    """The obvious importer: DictReader, the libraries on every row, a query per row."""
+    import hashlib
+    import hmac
+
+    import phonenumbers
+    from email_validator import EmailNotValidError, validate_email
+    from sqlalchemy import insert, select, update
+
+    from campaigns.schema import consent_records, contact_sources, contacts, import_errors, imports
+    from campaigns.sources import values
+    from campaigns.sources.partner import FUTURE_TOLERANCE, parse_channels
+    from suppression.policy import PolicyConfig, names_us
+    from suppression.register import name_address_key
+    from worker import db
+
+    policy = PolicyConfig(ORG_NAME, ORG_NUMBER)
+    types = {v: k.lower() for k, v in vars(phonenumbers.PhoneNumberType).items() if k.isupper()}
+
+    def digest(kind: str, value: str) -> bytes:
+        return hmac.new(SECRET, f"{kind}:{value}".encode(), hashlib.sha256).digest()
+
+    engine = db.engine_for(url)
+    started = time.perf_counter()
+    accepted = refused = 0
+    with engine.begin() as conn, path.open(encoding="cp1252", newline="") as f:
+        import_id = conn.execute(
+            insert(imports)
+            .values(source="partner:bench", filename=path.name, sha256="naive", imported_at=NOW)
+            .returning(imports.c.id)
+        ).scalar_one()
+        for row_no, row in enumerate(csv.DictReader(f, delimiter=";"), start=2):
+            bad: list[tuple[str, str]] = []
+            cell = {k: (v or "").strip() for k, v in row.items()}
+            first, last = " ".join(cell["Fornavn"].split()), " ".join(cell["Etternavn"].split())
+            street, city = " ".join(cell["Adresse"].split()), " ".join(cell["Poststed"].split())
+            email = phone = phone_type = None
+            if cell["E-post"]:
+                try:
+                    email = validate_email(
+                        cell["E-post"], check_deliverability=False
+                    ).normalized.lower()
+                except EmailNotValidError:
+                    bad.append(("E-post", "invalid_email"))
+            if cell["Mobil"]:
+                try:
+                    number = phonenumbers.parse(cell["Mobil"], "NO")
+                    if not phonenumbers.is_valid_number(number):
+                        raise ValueError
+                    phone = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+                    phone_type = types.get(phonenumbers.number_type(number), "unknown")
+                except (phonenumbers.NumberParseException, ValueError):
+                    bad.append(("Mobil", "invalid_phone"))
+            if not cell["E-post"] and not cell["Mobil"]:
+                bad.append(("E-post", "no_email_or_phone"))
+            postal = cell["Postnummer"]
+            if postal:
+                try:
+                    postal = values.postal_code(postal)
+                except ValueError as exc:
+                    bad.append(("Postnummer", str(exc)))
+            given_at = None
+            if not cell["Samtykke_tidspunkt"]:
+                bad.append(("Samtykke_tidspunkt", "required"))
+            else:
+                try:
+                    given_at = values.parse_time(cell["Samtykke_tidspunkt"])
+                    if given_at > NOW + FUTURE_TOLERANCE:
+                        bad.append(("Samtykke_tidspunkt", "date_in_future"))
+                except ValueError as exc:
+                    bad.append(("Samtykke_tidspunkt", str(exc)))
+            channels = ""
+            try:
+                channels = parse_channels(cell["Kanaler"])
+            except ValueError as exc:
+                bad.append(("Kanaler", str(exc)))
+            for header in ("Tekstversjon", "Skjema"):
+                if not cell[header]:
+                    bad.append((header, "required"))
+            if not cell["Selskap"]:
+                bad.append(("Selskap", "required"))
+            elif not names_us(cell["Selskap"], policy):
+                bad.append(("Selskap", "company_not_us"))
+            if not bad and not (
+                (email and "email" in channels)
+                or (phone and ("sms" in channels or "call" in channels))
+                or (street and postal and "post" in channels)
+            ):
+                bad.append(("Kanaler", "no_address_for_consented_channel"))
+            contact_id = None
+            if not bad:
+                eh = digest("email", email) if email else None
+                ph = digest("phone", phone) if phone else None
+                ce = (
+                    conn.execute(select(contacts).where(contacts.c.email_hash == eh)).first()
+                    if eh
+                    else None
+                )
+                cp = (
+                    conn.execute(select(contacts).where(contacts.c.phone_hash == ph)).first()
+                    if ph
+                    else None
+                )
+                target = ce or cp
+                if (
+                    (ce and cp and ce.id != cp.id)
+                    or (target and eh and target.email_hash not in (None, eh))
+                    or (target and ph and target.phone_hash not in (None, ph))
+                ):
+                    bad.append(("E-post", "identity_conflict"))
+                elif target is None:
+                    nah = None
+                    if street and postal and (first or last):
+                        full = f"{first} {last}" if first and last else first or last
+                        nah = digest("name_address", name_address_key(full, street, postal))
+                    contact_id = conn.execute(
+                        insert(contacts)
+                        .values(
+                            email=email, email_hash=eh, phone=phone, phone_type=phone_type,
+                            phone_hash=ph, key_id="naive", first_name=first or None,
+                            last_name=last or None, street=street or None,
+                            postal_code=postal or None, city=city or None,
+                            name_address_hash=nah, is_partner_lead=True, is_customer=False,
+                            created_at=NOW, updated_at=NOW,
+                        )
+                        .returning(contacts.c.id)
+                    ).scalar_one()  # fmt: skip
+                else:
+                    contact_id = target.id
+                    fill: dict[str, Any] = {}
+                    if target.email_hash is None and eh:
+                        fill.update(email=email, email_hash=eh)
+                    if target.phone_hash is None and ph:
+                        fill.update(phone=phone, phone_type=phone_type, phone_hash=ph)
+                    erased = (target.email_hash and not target.email) or (
+                        target.phone_hash and not target.phone
+                    )
+                    if not erased:
+                        for name, value in (("first_name", first), ("last_name", last)):
+                            if value and getattr(target, name) is None:
+                                fill[name] = value
+                        if (
+                            (street or postal)
+                            and target.street is None
+                            and target.postal_code is None
+                        ):
+                            nah = None
+                            if street and postal and (first or last):
+                                full = f"{first} {last}" if first and last else first or last
+                                nah = digest("name_address", name_address_key(full, street, postal))
+                            fill.update(
+                                street=street or None, postal_code=postal or None,
+                                city=city or None, name_address_hash=nah,
+                            )  # fmt: skip
+                    else:
+                        fill = {}
+                    if fill:
+                        conn.execute(
+                            update(contacts).where(contacts.c.id == contact_id).values(**fill)
+                        )
+            if bad:
+                refused += 1
+                for field, reason in bad:
+                    conn.execute(
+                        insert(import_errors).values(
+                            import_id=import_id, row=row_no, field=field, reason=reason
+                        )
+                    )
+                continue
+            accepted += 1
+            ref = cell["LeadID"] or None
+            conn.execute(
+                insert(contact_sources).values(
+                    contact_id=contact_id, source="partner:bench", source_ref=ref,
+                    import_id=import_id, imported_at=NOW,
+                )
+            )  # fmt: skip
+            conn.execute(
+                insert(consent_records).values(
+                    contact_id=contact_id, import_id=import_id, source="partner:bench",
+                    source_ref=ref, given_at=given_at, channels=channels,
+                    wording_version=cell["Tekstversjon"], captured_at=cell["Skjema"],
+                    company_named=cell["Selskap"], explicit_call_request=False,
+                    multi_company_form=False, from_partner=True, recorded_at=NOW,
+                )
+            )  # fmt: skip
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    return {"seconds": seconds, "result": {"accepted": accepted, "refused": refused}}
+
+
+def _stored(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
+    """What an import left: (lead id and every canonical value) per accepted row, the
+    refused (row, field, reason), and the number of contacts."""
+    from sqlalchemy import func, select
+
+    from campaigns.schema import consent_records, contacts, import_errors
+    from worker import db
+
+    engine = db.engine_for(url)
+    c, r = contacts.c, consent_records.c
+    with engine.connect() as conn:
+        accepted = sorted(
+            tuple(row)
+            for row in conn.execute(
+                select(
+                    r.source_ref, c.email, c.email_hash, c.phone, c.phone_type, c.phone_hash,
+                    c.first_name, c.last_name, c.street, c.postal_code, c.city,
+                    c.name_address_hash, r.given_at, r.channels, r.wording_version,
+                    r.captured_at, r.company_named,
+                ).join(contacts, contacts.c.id == r.contact_id)
+            )
+        )  # fmt: skip
+        refused = sorted(
+            tuple(row)
+            for row in conn.execute(
+                select(import_errors.c.row, import_errors.c.field, import_errors.c.reason)
+            )
+        )
+        people = int(conn.execute(select(func.count()).select_from(contacts)).scalar_one())
+    engine.dispose()
+    return accepted, refused, people
+
+
 def _measured(target: Any, *args: Any) -> dict[str, Any]:
     """Run `target` in a child process; its answer plus the child's peak RSS in MB."""
     ctx = multiprocessing.get_context("spawn")
@@ -218,7 +449,7 @@ def _child(target: Any, *args: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--naive-rows", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
@@ -227,14 +458,44 @@ def main(argv: list[str] | None = None) -> int:
     from worker import db
 
     with TemporaryDirectory() as tmp:
-        path = Path(tmp) / "leads.csv"
+        path, sample = Path(tmp) / "leads.csv", Path(tmp) / "sample.csv"
         t = time.perf_counter()
         stats = generate(path, args.rows, args.seed)
+        head(path, sample, min(args.naive_rows, args.rows))
         size = path.stat().st_size
         print(
             f"generated {args.rows:,} rows ({size / 1e6:.0f} MB, Windows-1252, ';', CRLF): "
             f"{stats['invalid']:,} made invalid, {stats['repeated']:,} repeated people "
-            f"({time.perf_counter() - t:.0f} s)"
+            f"({time.perf_counter() - t:.0f} s)",
+            flush=True,
+        )
+        n = min(args.naive_rows, args.rows)
+        with throwaway_postgres("outreach_bench") as naive_url:
+            db.upgrade(naive_url)
+            naive = _measured(_naive, naive_url, sample)
+            naive_stored = _stored(naive_url)
+        with throwaway_postgres("outreach_bench") as sample_url:
+            db.upgrade(sample_url)
+            fast_sample = _measured(_fast, sample_url, sample)
+            fast_stored = _stored(sample_url)
+        same = naive_stored == fast_stored
+        print(
+            f"naive: {n:,} rows (the first {n:,} of the file) in {naive['seconds']:.1f} s = "
+            f"{n / naive['seconds']:,.0f} rows/s, peak {naive['peak_mb']:.0f} MB",
+            flush=True,
+        )
+        print(
+            f"fast on the same {n:,} rows: {n / fast_sample['seconds']:,.0f} rows/s; results "
+            + (
+                f"identical ({len(fast_stored[0]):,} accepted rows with every canonical value, "
+                f"{len(fast_stored[1]):,} refusals, {fast_stored[2]:,} contacts)"
+                if same
+                else "DIFFER: "
+                f"accepted {len(set(naive_stored[0]) ^ set(fast_stored[0]))} differ, "
+                f"refusals {len(set(naive_stored[1]) ^ set(fast_stored[1]))} differ, "
+                f"contacts {naive_stored[2]} vs {fast_stored[2]}"
+            ),
+            flush=True,
         )
         with throwaway_postgres("outreach_bench") as url:
             db.upgrade(url)
@@ -242,11 +503,16 @@ def main(argv: list[str] | None = None) -> int:
         r = fast["result"]
         print(
             f"fast:  {args.rows:,} rows in {fast['seconds']:.1f} s = "
-            f"{args.rows / fast['seconds']:,.0f} rows/s, peak {fast['peak_mb']:.0f} MB; "
+            f"{args.rows / fast['seconds']:,.0f} rows/s end to end, peak {fast['peak_mb']:.0f} MB; "
             f"accepted {r['accepted']:,}, refused {r['refused']:,}, "
-            f"duplicates {r['duplicates']:,}, new contacts {r['new_contacts']:,}"
+            f"duplicates {r['duplicates']:,}, new contacts {r['new_contacts']:,}",
+            flush=True,
         )
-    return 0
+        load = os.getloadavg()
+        print(
+            f"load average during the run: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores"
+        )
+    return 0 if same else 1
 
 
 if __name__ == "__main__":
