@@ -9,6 +9,7 @@ records; it never writes the ledger, so it can never lift a suppression (ALL-5).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import queue
@@ -196,9 +197,12 @@ def import_leads(
             writer.put(batch)
         else:
             store(batch)
-    finally:
+    except BaseException:
         if writer is not None:
-            writer.close()
+            writer.abort()  # the reading error is the one to report; the rollback follows
+        raise
+    if writer is not None:
+        writer.close()
     merger.close()
     errors.sort(key=lambda e: e.row)
     result.errors = errors
@@ -261,6 +265,16 @@ class _Writer:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+
+    def abort(self) -> None:
+        """Stop after the batch in hand, dropping the rest and any error of storing."""
+        self._error = self._error or _Aborted()
+        with contextlib.suppress(BaseException):
+            self.close()
+
+
+class _Aborted(Exception):
+    """Marks a writer told to stop: batches still queued are not stored."""
 
 
 def _store(

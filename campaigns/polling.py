@@ -146,6 +146,9 @@ def poll_partner(
     except InboxError as exc:
         result.error = exc.reason
         log.warning("partner poll failed", extra={"partner": partner.name, "reason": exc.reason})
+    except Exception as exc:  # the store, a bug: this partner's poll fails, the others run
+        result.error = f"poll failed: {type(exc).__name__}"
+        log.exception("partner poll failed", extra={"partner": partner.name})
     return result
 
 
