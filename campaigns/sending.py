@@ -241,7 +241,7 @@ class Sender:
                         self._cancel_batch(conn, camp.id, batch_no)
                     result.skipped = state
                     return
-                claimed = self._claim(conn, camp.id, batch_no)
+                claimed = self._claim(conn, camp.id, batch_no, self._sub_batch_for(camp))
                 # Renew the lease while we work.
                 conn.execute(
                     update(batches)
@@ -274,7 +274,15 @@ class Sender:
                     result.retry = True
                 return
 
-    def _claim(self, conn: Connection, campaign_id: int, batch_no: int) -> list[int]:
+    def _sub_batch_for(self, camp: campaign_mod.Campaign) -> int:
+        """The throttle admits a claimed sub-batch at once and it then goes out in one burst:
+        with a rate limit, a burst is at most a tenth of a second's worth, so that the
+        provider sees the configured rate and not bursts of a whole sub-batch."""
+        if camp.rate_limit:
+            return max(1, min(self.sub_batch, camp.rate_limit // 10))
+        return self.sub_batch
+
+    def _claim(self, conn: Connection, campaign_id: int, batch_no: int, limit: int) -> list[int]:
         ids = [
             int(r[0])
             for r in conn.execute(
@@ -285,7 +293,7 @@ class Sender:
                     recipients.c.state == QUEUED,
                 )
                 .order_by(recipients.c.id)
-                .limit(self.sub_batch)
+                .limit(limit)
             )
         ]
         if ids:
@@ -331,12 +339,11 @@ class Sender:
         for r in rows:
             url = f"{self.public_url}/u/{tokens.encode(self.hasher, int(r.token_id))}"
             name = " ".join(p for p in (r.first_name, r.last_name) if p)
+            notice = source_notice(partners.get(int(r.contact_id)), self.config.organisation_name)
             values: dict[str, Any] = {
                 "unsubscribe_url": url,
                 "organisation": org,
-                "source_notice": source_notice(
-                    partners.get(int(r.contact_id)), self.config.organisation_name
-                ),
+                "source_notice": notice,
                 "first_name": r.first_name or "",
                 "name": name,
             }
@@ -349,8 +356,15 @@ class Sender:
                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
                 }
             to = r.email if camp.channel == "email" else r.phone
+            personal = {
+                "first_name": r.first_name or "",
+                "last_name": r.last_name or "",
+                "source_notice": notice,
+            }
             out.append(
-                OutgoingMessage(int(r.id), camp.id, to or "", subject, body, url, name, headers)
+                OutgoingMessage(
+                    int(r.id), camp.id, to or "", subject, body, url, name, headers, personal
+                )
             )
         return out
 

@@ -7,6 +7,7 @@ import click
 from suppression.errors import ConfigurationError, OutreachError
 from worker import logs
 from worker.commands import (
+    calllist,
     campaign,
     customers,
     db_cmd,
@@ -45,6 +46,7 @@ main.add_command(register.register)
 main.add_command(explain.forget)
 main.add_command(explain.explain)
 main.add_command(campaign.campaign)
+main.add_command(calllist.calllist)
 main.add_command(processes.worker)
 main.add_command(processes.clock)
 main.add_command(serve.serve)

@@ -65,6 +65,21 @@ class Settings(BaseSettings):
     imap_folder: str = Field(default="INBOX", alias="IMAP_FOLDER")
     imap_done_folder: str = Field(default="Behandlet", alias="IMAP_DONE_FOLDER")
     imap_ssl: bool = Field(default=True, alias="IMAP_SSL")
+    # Channels (issue 5): a provider is used when its key is set; unset: the outbox.
+    mailchimp_api_key: str | None = Field(default=None, alias="MAILCHIMP_API_KEY")
+    mailchimp_server: str | None = Field(default=None, alias="MAILCHIMP_SERVER")  # e.g. us1
+    mailchimp_list_id: str | None = Field(default=None, alias="MAILCHIMP_LIST_ID")
+    mailchimp_base_url: str | None = Field(default=None, alias="MAILCHIMP_BASE_URL")  # tests
+    mailchimp_timeout: float = Field(default=10.0, alias="MAILCHIMP_TIMEOUT", gt=0)
+    mailchimp_max_connections: int = Field(
+        default=8, alias="MAILCHIMP_MAX_CONNECTIONS", ge=1, le=10
+    )
+    twilio_account_sid: str | None = Field(default=None, alias="TWILIO_ACCOUNT_SID")
+    twilio_messaging_service_sid: str | None = Field(
+        default=None, alias="TWILIO_MESSAGING_SERVICE_SID"
+    )
+    twilio_base_url: str | None = Field(default=None, alias="TWILIO_BASE_URL")  # tests
+    twilio_timeout: float = Field(default=10.0, alias="TWILIO_TIMEOUT", gt=0)
 
     @field_validator("database_url")
     @classmethod

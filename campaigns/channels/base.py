@@ -40,6 +40,9 @@ class OutgoingMessage:
     unsubscribe_url: str
     name: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    # The per-recipient template values (first_name, last_name, source_notice), for
+    # providers that render the message themselves from merge fields (Mailchimp).
+    values: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from campaigns import calllist as calllist_mod
+from worker.commands import json_option
+from worker.context import Context
+from worker.output import console, emit_json, err_console
+
+
+@click.group()
+def calllist() -> None:
+    """Call lists for the call centre, and the outcomes it sends back (TP-1..TP-7)."""
+
+
+@calllist.command("export")
+@click.argument("campaign_id", type=int)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The CSV to write (UTF-8 with BOM, ';', opens in Excel).",
+)
+@json_option
+def export(campaign_id: int, out: Path, as_json: bool) -> None:
+    """Write the call list of a launched call campaign. Refuses without a register snapshot
+    of this month and at most 30 days old (TP-2) or with a hidden or mobile caller id
+    (TP-6); leaves out anyone who said no since launch (ALL-6, TP-7)."""
+    ctx = Context.load()
+    from worker.services import clock
+
+    result = calllist_mod.build_export(
+        ctx.engine, ctx.hasher, ctx.policy, campaign_id, ctx.settings.public_url, clock(ctx)()
+    )
+    calllist_mod.write_csv(result, out)
+    if as_json:
+        emit_json({**result.as_dict(), "file": str(out)})
+        return
+    left = ", ".join(f"{rule} {n}" for rule, n in sorted(result.left_out.items()))
+    console.print(
+        f"call list of campaign {campaign_id}: {len(result.rows)} people written to {out} "
+        f"(register snapshot {result.snapshot_date})" + (f"; left out: {left}" if left else "")
+    )
+
+
+@calllist.command("outcomes")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+def outcomes(file: Path, as_json: bool) -> None:
+    """Read the call centre's results (reference; outcome in reached, no_answer, objection,
+    reservert, wrong_number; optional note, time). An objection or "reservert" is in the
+    ledger when this returns (TP-7); importing the same file again changes nothing. Bad
+    rows are listed by row, field and reason (exit 1); good rows are kept."""
+    ctx = Context.load()
+    from worker.services import clock
+
+    result = calllist_mod.import_outcomes(ctx.engine, ctx.hasher, file, clock(ctx)())
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        counts = ", ".join(f"{k} {n}" for k, n in sorted(result.by_outcome.items())) or "none"
+        console.print(
+            f"{result.rows} rows: {counts}; {result.recorded} new ledger entries, "
+            f"{result.already_recorded} already recorded"
+        )
+        for kind, items in (("error", result.errors), ("warning", result.warnings)):
+            for e in items:
+                err_console.print(f"{kind}: row {e.row}, {e.field}: {e.reason}", highlight=False)
+    if result.errors:
+        raise SystemExit(1)
