@@ -204,6 +204,7 @@ MAX_LENGTH: Final = {
     "captured_at": 500,
     "company_named": 200,
 }
+_CACHE_LIMIT = 10_000  # distinct channel lists and company names remembered per file
 # A partner's clock and ours may disagree a little; more than this is an error.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -422,7 +423,8 @@ class LeadReader:
                 channels = parse_channels(raw_channels)
             except ValueError as exc:
                 channels = exc
-            self._channels[raw_channels] = channels
+            if len(self._channels) < _CACHE_LIMIT:  # a hostile file cannot grow it without end
+                self._channels[raw_channels] = channels
         if isinstance(channels, ValueError):
             bad.append(("channels", str(channels)))
             channels = ""
@@ -444,7 +446,7 @@ class LeadReader:
             ours = self._companies.get(company)
             if ours is None:
                 ours = len(company) <= 200 and names_us(company, self._policy)
-                if len(self._companies) < 10_000:
+                if len(self._companies) < _CACHE_LIMIT:
                     self._companies[company] = ours
             if not ours:
                 bad.append(("company_named", COMPANY_NOT_US))
