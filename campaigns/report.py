@@ -87,7 +87,8 @@ def build(conn: Connection, campaign_id: int) -> Report:
         .group_by(recipients.c.send_rule)
     ):
         report.stopped_at_send.append({"rule": rule, "count": int(n)})
-    report.delivered = _delivered(conn, campaign_id)
+    # Only SMS reports delivery (Twilio's status callbacks); elsewhere the step is left out.
+    report.delivered = _delivered(conn, campaign_id) if report.campaign.channel == "sms" else None
     # Unsubscribes through this campaign's links (the web app records evidence "token:<id>").
     token_refs = select(literal("token:", String) + cast(unsubscribe_tokens.c.id, String)).where(
         unsubscribe_tokens.c.campaign_id == campaign_id

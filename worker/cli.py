@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from suppression.errors import ConfigurationError, OutreachError
-from worker import logs
+from worker import logs, settings
 from worker.commands import (
     calllist,
     campaign,
@@ -37,7 +37,7 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """outreach: marketing suppression and outreach. Never contact someone who said no."""
-    logs.configure()
+    logs.configure(settings.log_level())
 
 
 main.add_command(db_cmd.db)

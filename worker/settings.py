@@ -5,6 +5,7 @@ A missing or malformed setting stops with a message naming the variable.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -43,9 +44,6 @@ class Settings(BaseSettings):
     )
     frequency_cap: int = Field(default=4, alias="OUTREACH_FREQUENCY_CAP", ge=1)
     log_level: str = Field(default="INFO", alias="OUTREACH_LOG_LEVEL")
-    partners_file: Path = Field(default=Path("partners.toml"), alias="OUTREACH_PARTNERS_FILE")
-    lead_retention_days: int = Field(default=365, alias="OUTREACH_LEAD_RETENTION_DAYS", ge=1)
-    sftp_poll_minutes: int = Field(default=5, alias="OUTREACH_SFTP_POLL_MINUTES", ge=1)
     outbox_dir: str = Field(default="outbox", alias="OUTREACH_OUTBOX_DIR")
     worker_threads: int = Field(default=4, alias="OUTREACH_WORKER_THREADS", ge=1, le=64)
     worker_processes: int = Field(default=1, alias="OUTREACH_WORKER_PROCESSES", ge=1, le=64)
@@ -151,6 +149,12 @@ def load(**overrides: object) -> Settings:
 @lru_cache(maxsize=1)
 def get() -> Settings:
     return load()
+
+
+def log_level() -> str:
+    """The log level, readable before the other settings are checked (OUTREACH_LOG_LEVEL)."""
+    level = os.environ.get("OUTREACH_LOG_LEVEL", "INFO").upper()
+    return level if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO"
 
 
 def secret_file() -> Path:
