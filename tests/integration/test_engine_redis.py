@@ -47,6 +47,7 @@ from worker import db, settings
 from worker.broker import SEND_QUEUE, make_broker
 from worker.context import Context
 from worker.services import channel_factory, clock
+from worker.services import sender as build_sender
 
 pytestmark = pytest.mark.integration
 
@@ -278,6 +279,18 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
             client.close()
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Harness]:
+    """The harness without Redis or workers: a throwaway PostgreSQL store only."""
+    with throwaway_postgres("outreach_engine") as url:
+        db.upgrade(url)
+        h = Harness(url, tmp_path)
+        try:
+            yield h
+        finally:
+            h.ctx.engine.dispose()
+
+
 def _assert_at_most_once(h: Harness, campaign_id: int, channel: str) -> list[dict[str, Any]]:
     """Guarantee 2: each recipient at most once across all outbox files, and the files and
     the store agree: a recipient has a message exactly when it is recorded `sent`."""
@@ -497,3 +510,27 @@ def test_cancel_takes_effect_within_one_sub_batch_and_the_rest_end_cancelled(
         f"{states['sent'] - at_cancel['sent']} sent after the cancel, "
         f"{states['cancelled']} cancelled"
     )
+
+
+def test_two_deliveries_of_one_batch_at_once_never_claim_the_same_recipient(
+    store: Harness,
+) -> None:
+    """Guarantee 2 when a lease is taken over from a worker that was only slow: its claim
+    and the new delivery's run at once. Each gets recipients of its own, and the second
+    does not wait for the first (a claim that read the rows first and moved them after
+    would wait, then send to the same recipients)."""
+    h = store
+    h.people(20)
+    campaign_id = h.launch("email", batch_size=20, rate_limit=None)
+    sender = build_sender(h.ctx)
+    with h.ctx.engine.connect() as first, h.ctx.engine.connect() as second:
+        # A fail-safe only: a claim that waits for the other would wait forever here.
+        second.exec_driver_sql("SET lock_timeout = '5s'")
+        second.commit()
+        with first.begin():
+            mine = sender._claim(first, campaign_id, 0, 10)
+            with second.begin():
+                theirs = sender._claim(second, campaign_id, 0, 10)
+    assert len(mine) == len(theirs) == 10
+    assert set(mine).isdisjoint(theirs)
+    assert h.states(campaign_id) == Counter({"sending": 20})
