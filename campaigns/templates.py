@@ -8,9 +8,10 @@ Email templates may start with a `Subject:` line.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from suppression.errors import OutreachError
@@ -39,9 +40,13 @@ class MessageTemplate:
         return cls("", text)
 
     def render(self, values: dict[str, Any]) -> tuple[str, str]:
-        return _env.from_string(self.subject).render(values), _env.from_string(self.body).render(
-            values
-        )
+        return _compiled(self.subject).render(values), _compiled(self.body).render(values)
+
+
+@lru_cache(maxsize=256)
+def _compiled(source: str) -> Template:
+    # Compiling takes about a millisecond; a campaign renders one template per recipient.
+    return _env.from_string(source)
 
 
 def variables(text: str) -> set[str]:
