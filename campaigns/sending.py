@@ -283,32 +283,26 @@ class Sender:
         return self.sub_batch
 
     def _claim(self, conn: Connection, campaign_id: int, batch_no: int, limit: int) -> list[int]:
-        """queued -> sending for up to `limit` recipients, in one statement: only the rows it
-        moved are ours. Two deliveries of one batch at once (a lease taken over from a worker
-        that was only slow) claim different recipients, never the same (guarantee 2); on
-        PostgreSQL rows another claim holds are skipped rather than waited for."""
-        candidates = (
-            select(recipients.c.id)
-            .where(
-                recipients.c.campaign_id == campaign_id,
-                recipients.c.batch_no == batch_no,
-                recipients.c.state == QUEUED,
+        ids = [
+            int(r[0])
+            for r in conn.execute(
+                select(recipients.c.id)
+                .where(
+                    recipients.c.campaign_id == campaign_id,
+                    recipients.c.batch_no == batch_no,
+                    recipients.c.state == QUEUED,
+                )
+                .order_by(recipients.c.id)
+                .limit(limit)
             )
-            .order_by(recipients.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            # Materialized: inlined as a subquery, PostgreSQL may run it again per row and
-            # claim more than `limit`.
-            .cte("claim")
-            .prefix_with("MATERIALIZED", dialect="postgresql")
-        )
-        rows = conn.execute(
-            update(recipients)
-            .where(recipients.c.id == candidates.c.id, recipients.c.state == QUEUED)
-            .values(state=SENDING, updated_at=self.now())
-            .returning(recipients.c.id)
-        )
-        return sorted(int(r[0]) for r in rows)
+        ]
+        if ids:
+            conn.execute(
+                update(recipients)
+                .where(recipients.c.id.in_(ids), recipients.c.state == QUEUED)
+                .values(state=SENDING, updated_at=self.now())
+            )
+        return ids
 
     def _messages(
         self, conn: Connection, camp: campaign_mod.Campaign, ids: list[int]

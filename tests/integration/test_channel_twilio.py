@@ -270,6 +270,23 @@ def test_a_429_waits_without_spending_retries_and_everyone_is_sent_once(
     assert {r["state"] for r in rows(ctx.engine, campaign_id).values()} == {"sent"}
 
 
+def test_more_rate_limited_deliveries_than_the_attempt_limit_never_fail_anyone(
+    ctx: Context, hasher: Hasher, worker: dramatiq.Worker, fake_twilio: FakeTwilio
+) -> None:
+    """A provider allowing one message a second makes one batch of 8 wait 7 times, more
+    than MAX_BATCH_ATTEMPTS: waiting for a rate limit is not a failed attempt."""
+    from campaigns.sending import MAX_BATCH_ATTEMPTS
+
+    fake_twilio.mps = 1
+    count = MAX_BATCH_ATTEMPTS + 2
+    campaign_id = campaign(ctx, hasher, count, batch_size=count)
+    run(worker)
+
+    assert fake_twilio.rate_limited >= MAX_BATCH_ATTEMPTS
+    assert {r["state"] for r in rows(ctx.engine, campaign_id).values()} == {"sent"}
+    assert fake_twilio.count_by_recipient() == {phone(n): 1 for n in range(count)}
+
+
 def test_the_campaigns_messages_per_second_hold_at_the_provider(
     ctx: Context, hasher: Hasher, worker: dramatiq.Worker, fake_twilio: FakeTwilio
 ) -> None:
