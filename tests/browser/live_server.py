@@ -44,12 +44,13 @@ class LiveServer:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.app = create_app(ctx)
         config = uvicorn.Config(
-            create_app(ctx),
+            self.app,
             host="127.0.0.1",
             port=0,
             log_level="warning",
-            lifespan="off",
+            lifespan="on",
             access_log=False,
         )
         self._server = uvicorn.Server(config)
@@ -58,7 +59,9 @@ class LiveServer:
 
     @property
     def engine(self) -> Engine:
-        return self.ctx.engine
+        """The app's own engine (its pool, its events)."""
+        engine: Engine = self.app.state.web.engine
+        return engine
 
     def __enter__(self) -> LiveServer:
         self._thread.start()
@@ -79,4 +82,5 @@ class LiveServer:
     ) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=STARTUP_DEADLINE)
+        self.engine.dispose()
         self.ctx.engine.dispose()

@@ -109,3 +109,19 @@ def test_a_commit_lost_on_the_way_never_answers_200(
         proxy.restore()
         assert client.post(url, content=ONE_CLICK, headers=FORM).status_code == 200
     assert _stored(direct) == 1
+
+
+def test_a_database_restart_between_requests_is_retried_on_a_fresh_connection(
+    server: LiveServer, proxy: TcpProxy, direct: Engine, hasher: Hasher
+) -> None:
+    """The pool's connections die while idle (a restart, a failover): the request that
+    finds one dead is retried once on a new connection, so the person sees a 200."""
+    token = _token(direct, hasher)
+    url = f"{server.url}/u/{token}"
+    with httpx.Client(timeout=60) as client:
+        assert client.get(url).status_code == 200  # a pooled connection, now idle
+        proxy.cut()
+        proxy.restore()
+        response = client.post(url, content=ONE_CLICK, headers=FORM)
+        assert response.status_code == 200
+    assert _stored(direct) == 1

@@ -3,8 +3,14 @@ EM-1 one-click, EM-2 GET changes nothing, ALL-1/ALL-2 choices, ALL-4 after erasu
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +23,8 @@ from suppression.keys import Hasher
 from suppression.ledger import Ledger
 from suppression.schema import ledger_entries
 from tests.browser.live_server import LiveServer, make_context
-from tests.conftest import ORG_NAME
+from tests.conftest import ORG_NAME, SECRET
+from worker import db
 
 pytestmark = pytest.mark.integration
 
@@ -230,3 +237,47 @@ def test_pages_carry_no_cookies_and_are_kept_out_of_caches(
 
 def test_healthz_answers_when_the_database_is_there(site: Site, client: httpx.Client) -> None:
     assert client.get(f"{site.url}/healthz").json() == {"status": "ok"}
+
+
+def test_outreach_serve_runs_the_app_as_the_procfile_starts_it(
+    store_url: str, hasher: Hasher, tmp_path: Path
+) -> None:
+    """`outreach serve` (uvicorn, two worker processes) answers the one-click POST."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "DATABASE_URL": store_url,
+        "OUTREACH_SECRET_KEY": SECRET,
+        "OUTREACH_ORGANISATION_NAME": ORG_NAME,
+    }
+    outreach = str(Path(sys.executable).parent / "outreach")
+    process = subprocess.Popen(
+        [outreach, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        env=env,
+        cwd=tmp_path,
+    )
+    engine = db.engine_for(store_url)
+    try:
+        ident = email_identity("ola.nordmann@example.com")
+        with engine.begin() as conn:
+            token = tokens.issue(conn, hasher, hasher.hash(ident), "email", "email")
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, "outreach serve exited"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "outreach serve did not answer"
+                time.sleep(0.1)
+        response = httpx.post(f"http://127.0.0.1:{port}/u/{token}", content=ONE_CLICK, headers=FORM)
+        assert response.status_code == 200
+        assert response.headers.get("server") is None  # no server banner
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(ledger_entries)).scalar_one() == 1
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        engine.dispose()

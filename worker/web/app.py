@@ -8,24 +8,33 @@ answers 503 (never 200) when the database cannot store what was asked.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 from babel.support import Translations
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment
-from sqlalchemy import text
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from worker import db
 from worker.context import Context
 from worker.web import i18n
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Handlers that run at once in one worker process, and database connections it holds:
+# one each, so that no request waits for a connection and none is opened per request.
+WEB_THREADS = 16
 
 RETRY_AFTER_SECONDS = "30"
 _HEADERS = [
@@ -42,13 +51,43 @@ _HEADERS = [
 ]
 
 
+def web_engine(ctx: Context) -> Engine:
+    """The web process's engine: a pool of WEB_THREADS connections kept open.
+
+    No pre-ping on checkout (a round trip per request); a connection found dead is
+    retried once instead (`Web.db`), which is safe because every database call of the
+    web app is idempotent.
+    """
+    url = ctx.settings.sqlalchemy_url
+    if url.startswith("sqlite"):
+        return db.engine_for(url, pool_size=WEB_THREADS, max_overflow=0)
+    return create_engine(
+        url,
+        pool_size=WEB_THREADS,
+        max_overflow=0,
+        pool_timeout=10,
+        connect_args={"connect_timeout": 5},
+    )
+
+
 @dataclass
 class Web:
     """What the handlers share: the process context and the rendering machinery."""
 
     ctx: Context
+    engine: Engine
     envs: dict[str, Environment]
     translations: dict[str, Translations]
+
+    def db(self, call: Callable[..., T], *args: Any) -> T:
+        """`call(engine, hasher, *args)`, once more if the pool handed out a connection
+        the database had dropped (a restart, a failover): the pool then reconnects."""
+        try:
+            return call(self.engine, self.ctx.hasher, *args)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            return call(self.engine, self.ctx.hasher, *args)
 
     def gettext(self, lang: str, message: str) -> str:
         return str(self.translations[lang].gettext(message))
@@ -111,25 +150,34 @@ def create_app(ctx: Context) -> FastAPI:
     """The ASGI app over one process context (settings, engine, hasher)."""
     from worker.web import pages, webhooks
 
+    engine = web_engine(ctx)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = WEB_THREADS
+        yield
+        engine.dispose()
+
     app = FastAPI(
         title="outreach",
         summary="Unsubscribe pages and provider webhooks",
         version="1",
         docs_url=None,
         redoc_url=None,
+        lifespan=lifespan,
     )
     translations = {lang: i18n.compile_catalog(lang) for lang in i18n.LANGUAGES}
-    app.state.web = Web(ctx=ctx, envs=i18n.environments(), translations=translations)
+    app.state.web = Web(ctx=ctx, engine=engine, envs=i18n.environments(), translations=translations)
     app.include_router(pages.router)
     app.include_router(webhooks.router)
 
     @app.get("/healthz", summary="Liveness and database reachability")
     async def healthz() -> JSONResponse:
-        def ping() -> None:
-            with ctx.engine.connect() as conn:
+        def ping(engine: Engine, _hasher: object) -> None:
+            with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
 
-        await run_in_threadpool(ping)
+        await run_in_threadpool(app.state.web.db, ping)
         return JSONResponse({"status": "ok"})
 
     # The store is unreachable or overloaded (connection refused or lost, pool exhausted).

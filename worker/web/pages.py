@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
 from campaigns.optouts import unsubscribe
 from campaigns.optouts.unsubscribe import (
     CHOICE_CHANNEL,
     CHOICES,
+    ONE_CLICK_FIELD,
     ONE_CLICK_VALUE,
     ChoiceError,
     PageView,
@@ -49,13 +49,24 @@ def _landing(
     responses=_RESPONSES,
     summary="The unsubscribe page; never changes anything (EM-2)",
 )
-def unsubscribe_page(request: Request, token: str, lang: str | None = None) -> HTMLResponse:
+async def unsubscribe_page(request: Request, token: str, lang: str | None = None) -> HTMLResponse:
     web = web_of(request)
     language = i18n.negotiate(lang, request.headers.get("accept-language"))
-    page = unsubscribe.view(web.ctx.engine, web.ctx.hasher, token)
+    page = await run_in_threadpool(web.db, unsubscribe.view, token)
     if page is None:
         return web.not_found(language)
     return _landing(web, language, token, page)
+
+
+_FORM_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {
+        ONE_CLICK_FIELD: {"type": "string", "example": ONE_CLICK_VALUE},
+        "action": {"type": "string", "enum": list(CHOICES)},
+        "channels": {"type": "array", "items": {"type": "string", "enum": list(CHANNEL_SCOPES)}},
+        "lang": {"type": "string", "enum": list(i18n.LANGUAGES)},
+    },
+}
 
 
 @router.post(
@@ -63,19 +74,28 @@ def unsubscribe_page(request: Request, token: str, lang: str | None = None) -> H
     response_class=HTMLResponse,
     responses={**_RESPONSES, 400: {"content": {"text/html": {}}, "description": "No choice"}},
     summary="RFC 8058 one-click (List-Unsubscribe=One-Click) or the page's form",
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": _FORM_SCHEMA},
+                "multipart/form-data": {"schema": _FORM_SCHEMA},
+            },
+        }
+    },
 )
-def unsubscribe_post(
-    request: Request,
-    token: str,
-    one_click: Annotated[str | None, Form(alias="List-Unsubscribe")] = None,
-    action: Annotated[str | None, Form()] = None,
-    channels: Annotated[list[str] | None, Form()] = None,
-    form_lang: Annotated[str | None, Form(alias="lang")] = None,
-) -> HTMLResponse:
+async def unsubscribe_post(request: Request, token: str) -> HTMLResponse:
     """200 only after the ledger entry is committed; a repeat changes nothing; never a
-    redirect (EM-1). One-click stops the token's channel (ALL-2)."""
+    redirect (EM-1). One-click stops the token's channel (ALL-2). The form is read here
+    rather than declared field by field: one-click senders post either encoding."""
     web = web_of(request)
+    async with request.form() as form:
+        fields = {key: value for key, value in form.multi_items() if isinstance(value, str)}
+        channels = [value for value in form.getlist("channels") if isinstance(value, str)]
+    form_lang = fields.get("lang")
     language = i18n.negotiate(form_lang, None) if form_lang else language_of(request)
+    one_click = fields.get(ONE_CLICK_FIELD)
+    action = fields.get("action")
     if one_click is not None and one_click.strip().lower() == ONE_CLICK_VALUE.lower():
         choice = CHOICE_CHANNEL
     elif action in CHOICES:
@@ -83,9 +103,9 @@ def unsubscribe_post(
     else:
         choice = ""
     try:
-        scopes = unsubscribe.submit(web.ctx.engine, web.ctx.hasher, token, choice, channels or ())
+        scopes = await run_in_threadpool(web.db, unsubscribe.submit, token, choice, channels)
     except ChoiceError:
-        page = unsubscribe.view(web.ctx.engine, web.ctx.hasher, token)
+        page = await run_in_threadpool(web.db, unsubscribe.view, token)
         if page is None:
             return web.not_found(language)
         message = web.gettext(language, "Choose at least one channel.")

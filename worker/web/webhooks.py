@@ -58,7 +58,7 @@ async def _receive(
 ) -> None:
     web = web_of(request)
     events = events_of(hook, None)
-    await run_in_threadpool(record.receive, web.ctx.engine, web.ctx.hasher, events)
+    await run_in_threadpool(web.db, record.receive, events)
 
 
 def _twiml() -> Response:
