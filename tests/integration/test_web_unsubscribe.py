@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 
 from campaigns import people
 from suppression import tokens
@@ -281,3 +281,22 @@ def test_outreach_serve_runs_the_app_as_the_procfile_starts_it(
         process.terminate()
         process.wait(timeout=30)
         engine.dispose()
+
+
+def test_a_forged_token_costs_the_same_database_lookup_as_an_unknown_one(
+    site: Site, client: httpx.Client, hasher: Hasher
+) -> None:
+    """The same work whether or not the MAC verifies: the answer's timing tells nothing."""
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(site.engine, "before_cursor_execute", count)
+    try:
+        for candidate in ("A" * 24, tokens.encode(hasher, 987_654)):
+            statements.clear()
+            assert client.get(f"{site.url}/u/{candidate}").status_code == 404
+            assert len(statements) == 1 and "unsubscribe_tokens" in statements[0]
+    finally:
+        event.remove(site.engine, "before_cursor_execute", count)
