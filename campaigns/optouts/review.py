@@ -184,3 +184,16 @@ def resolve(
     conn.execute(update(review_items).where(review_items.c.id == item_id).values(**values))
     resolved = _item(conn.execute(select(review_items).where(review_items.c.id == item_id)).one())
     return resolved, added
+
+
+def clear_texts(conn: Connection, digests: list[bytes]) -> int:
+    """Erasure (ALL-4): the texts of review items from these identities go, open or not;
+    the items stay (kind, dates, resolution). For `outreach forget` to call."""
+    if not digests:
+        return 0
+    result = conn.execute(
+        update(review_items)
+        .where(review_items.c.key_hash.in_(digests))
+        .values(text="(text removed at the person's erasure)")
+    )
+    return int(result.rowcount or 0)

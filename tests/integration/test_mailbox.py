@@ -328,3 +328,18 @@ def test_an_imap_error_mid_way_is_a_mailbox_error(
     )
     with pytest.raises(MailboxError, match="IMAP_FOLDER"):
         mailbox.check(engine, hasher, missing)
+
+
+def test_erasure_clears_the_texts_of_the_persons_review_items(
+    dovecot: Dovecot, user: str, config: MailboxConfig, engine: Engine, hasher: Hasher
+) -> None:
+    dovecot.deliver(user, mail("per@example.com", "Slett meg", "Hilsen Per Hansen"))
+    dovecot.deliver(user, mail("nils@example.com", "Hmm", "Kan jeg slippe?"))
+    mailbox.check(engine, hasher, config)
+    with engine.begin() as conn:
+        cleared = review.clear_texts(conn, hasher.all_digests("email", "per@example.com"))
+    assert cleared == 1
+    texts = {item.kind: item.text for item in open_items(engine)}
+    assert "per@example.com" not in texts["erasure_request"]
+    assert "Per Hansen" not in texts["erasure_request"]
+    assert "slippe" in texts["mail_unclear"]
