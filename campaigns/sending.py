@@ -22,7 +22,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 
 from campaigns import campaign as campaign_mod
 from campaigns import decisions
@@ -52,6 +65,19 @@ from suppression.schema import ledger_entries
 LEASE = timedelta(seconds=30)
 SUB_BATCH = 100
 MAX_BATCH_ATTEMPTS = 6
+
+
+_ID_ARRAY = postgresql.ARRAY(BigInteger)
+_OUTCOME_COLUMNS = (
+    "state", "provider_id", "error", "sent_at", "checked_at", "send_decision", "send_rule",
+)  # fmt: skip
+# One recipient's outcome, if it is still `sending` (a recipient made `unknown` meanwhile by
+# another delivery keeps that state: it is reconciled, not overwritten).
+_RECORD_ONE = (
+    update(recipients)
+    .where(recipients.c.id == bindparam("rid"), recipients.c.state == SENDING)
+    .values(updated_at=bindparam("updated_at"), **{c: bindparam(c) for c in _OUTCOME_COLUMNS})
+)
 
 
 class BatchRetry(Exception):
@@ -283,26 +309,32 @@ class Sender:
         return self.sub_batch
 
     def _claim(self, conn: Connection, campaign_id: int, batch_no: int, limit: int) -> list[int]:
-        ids = [
-            int(r[0])
-            for r in conn.execute(
-                select(recipients.c.id)
-                .where(
-                    recipients.c.campaign_id == campaign_id,
-                    recipients.c.batch_no == batch_no,
-                    recipients.c.state == QUEUED,
-                )
-                .order_by(recipients.c.id)
-                .limit(limit)
+        """queued -> sending for up to `limit` recipients, in one statement: only the rows it
+        moved are ours. Two deliveries of one batch at once (a lease taken over from a worker
+        that was only slow) claim different recipients, never the same (guarantee 2); on
+        PostgreSQL rows another claim holds are skipped rather than waited for."""
+        candidates = (
+            select(recipients.c.id)
+            .where(
+                recipients.c.campaign_id == campaign_id,
+                recipients.c.batch_no == batch_no,
+                recipients.c.state == QUEUED,
             )
-        ]
-        if ids:
-            conn.execute(
-                update(recipients)
-                .where(recipients.c.id.in_(ids), recipients.c.state == QUEUED)
-                .values(state=SENDING, updated_at=self.now())
-            )
-        return ids
+            .order_by(recipients.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            # Materialized: inlined as a subquery, PostgreSQL may run it again per row and
+            # claim more than `limit`.
+            .cte("claim")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
+        )
+        rows = conn.execute(
+            update(recipients)
+            .where(recipients.c.id == candidates.c.id, recipients.c.state == QUEUED)
+            .values(state=SENDING, updated_at=self.now())
+            .returning(recipients.c.id)
+        )
+        return sorted(int(r[0]) for r in rows)
 
     def _messages(
         self, conn: Connection, camp: campaign_mod.Campaign, ids: list[int]
@@ -319,7 +351,7 @@ class Sender:
                 contacts.c.is_partner_lead,
             )
             .join(contacts, contacts.c.id == recipients.c.contact_id)
-            .where(recipients.c.id.in_(ids))
+            .where(self._among(recipients.c.id, ids))
         ).all()
         partners: dict[int, str] = {}
         lead_ids = [int(r.contact_id) for r in rows if r.is_partner_lead]
@@ -327,7 +359,7 @@ class Sender:
             for cid, source in conn.execute(
                 select(contact_sources.c.contact_id, contact_sources.c.source)
                 .where(
-                    contact_sources.c.contact_id.in_(lead_ids),
+                    self._among(contact_sources.c.contact_id, lead_ids),
                     contact_sources.c.source.like("partner:%"),
                 )
                 .order_by(contact_sources.c.id)
@@ -368,11 +400,34 @@ class Sender:
             )
         return out
 
+    def _among(self, column: ColumnElement[Any], ids: Sequence[int]) -> ColumnElement[bool]:
+        """`column IN ids`. On PostgreSQL one array parameter: a sub-batch's hundreds of ids
+        as separate parameters cost more to compile and parse than the query takes to run."""
+        if self.engine.dialect.name == "postgresql":
+            return column == any_(bindparam(None, list(ids), type_=_ID_ARRAY))
+        return column.in_(list(ids))
+
+    def _ledger_match(self) -> ColumnElement[bool]:
+        """A ledger entry under any of the recipient's identities."""
+        hashes = [
+            contacts.c.email_hash,
+            contacts.c.phone_hash,
+            contacts.c.name_address_hash,
+            recipients.c.key_hash,
+        ]
+        if self.engine.dialect.name == "postgresql":
+            # One index scan per recipient over an array; an OR of the four (which is what
+            # PostgreSQL makes of IN over columns) is a bitmap per recipient and a plan
+            # costly enough to be JIT-compiled on every call.
+            return ledger_entries.c.key_hash == func.any(postgresql.array(hashes))
+        return or_(*[ledger_entries.c.key_hash == h for h in hashes])
+
     def recheck(
         self, camp: campaign_mod.Campaign, ids: Sequence[int]
     ) -> tuple[dict[int, str], datetime]:
         """ALL-6 and ALL-8 for many recipients in one query: {recipient_id: rule} of those
-        that must not be sent now."""
+        that must not be sent now. An opt-out committed before this query stops the send:
+        effective immediately, well inside the 2 days of EM-3."""
         now = self.now()
         since = now - timedelta(days=self.config.frequency_window_days)
         r2 = recipients.alias("earlier")
@@ -386,8 +441,6 @@ class Sender:
             )
             .correlate(recipients)
         )
-        from sqlalchemy import func
-
         recent_count = select(func.count()).select_from(recent.subquery()).scalar_subquery()
         query = (
             select(
@@ -405,16 +458,10 @@ class Sender:
             )
             .select_from(
                 recipients.join(contacts, contacts.c.id == recipients.c.contact_id).outerjoin(
-                    ledger_entries,
-                    or_(
-                        ledger_entries.c.key_hash == contacts.c.email_hash,
-                        ledger_entries.c.key_hash == contacts.c.phone_hash,
-                        ledger_entries.c.key_hash == contacts.c.name_address_hash,
-                        ledger_entries.c.key_hash == recipients.c.key_hash,
-                    ),
+                    ledger_entries, self._ledger_match()
                 )
             )
-            .where(recipients.c.id.in_(list(ids)))
+            .where(self._among(recipients.c.id, ids))
         )
         statuses: dict[int, Status] = defaultdict(Status)
         recent_by: dict[int, int] = {}
@@ -453,53 +500,50 @@ class Sender:
         result: BatchResult,
     ) -> None:
         now = self.now()
-        params = []
+        # Outcomes that share every value (a sub-batch written to one file, those stopped by
+        # one rule) are one UPDATE each; the rest (a provider id per message) one executemany.
+        groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
         for o in outcomes:
             state = {"retry": QUEUED, "excluded_at_send": EXCLUDED_AT_SEND}.get(o.state, o.state)
             checked_at, rule = checks.get(o.recipient_id, (None, None))
-            params.append(
-                {
-                    "rid": o.recipient_id,
-                    "state": state,
-                    "provider_id": o.provider_id,
-                    "error": o.error,
-                    "sent_at": now if state == SENT else None,
-                    "checked_at": checked_at,
-                    "send_decision": "stop" if rule else ("send" if checked_at else None),
-                    "send_rule": rule or o.rule,
-                    "updated_at": now,
-                }
+            values = (
+                state,
+                o.provider_id,
+                o.error,
+                now if state == SENT else None,
+                checked_at,
+                "stop" if rule else ("send" if checked_at else None),
+                rule or o.rule,
             )
+            groups[values].append(o.recipient_id)
             result.counts[state] += 1
-        stmt = (
-            update(recipients)
-            .where(recipients.c.id == bindparam("rid"), recipients.c.state == SENDING)
-            .values(
-                state=bindparam("state"),
-                provider_id=bindparam("provider_id"),
-                error=bindparam("error"),
-                sent_at=bindparam("sent_at"),
-                checked_at=bindparam("checked_at"),
-                send_decision=bindparam("send_decision"),
-                send_rule=bindparam("send_rule"),
-                updated_at=bindparam("updated_at"),
-            )
-        )
+        singles = [
+            {"rid": rids[0], "updated_at": now, **dict(zip(_OUTCOME_COLUMNS, values, strict=True))}
+            for values, rids in groups.items()
+            if len(rids) == 1
+        ]
         sent_ids = [o.recipient_id for o in outcomes if o.state == SENT]
         with self.engine.begin() as conn:
-            if params:
-                conn.execute(stmt, params)
+            for values, rids in groups.items():
+                if len(rids) > 1:
+                    conn.execute(
+                        update(recipients)
+                        .where(self._among(recipients.c.id, rids), recipients.c.state == SENDING)
+                        .values(updated_at=now, **dict(zip(_OUTCOME_COLUMNS, values, strict=True)))
+                    )
+            if singles:
+                conn.execute(_RECORD_ONE, singles)
             if sent_ids:
-                contact_ids = select(recipients.c.contact_id).where(recipients.c.id.in_(sent_ids))
                 conn.execute(
                     update(contacts)
-                    .where(contacts.c.id.in_(contact_ids), contacts.c.first_contacted_at.is_(None))
-                    .values(first_contacted_at=now)
-                )
-                conn.execute(
-                    update(contacts)
-                    .where(contacts.c.id.in_(contact_ids))
-                    .values(last_contacted_at=now)
+                    .where(
+                        contacts.c.id == recipients.c.contact_id,
+                        self._among(recipients.c.id, sent_ids),
+                    )
+                    .values(
+                        first_contacted_at=func.coalesce(contacts.c.first_contacted_at, now),
+                        last_contacted_at=now,
+                    )
                 )
 
     def _finish(self, campaign_id: int, batch_no: int, result: BatchResult) -> None:

@@ -136,7 +136,10 @@ def decide(
     config: PolicyConfig,
     now: datetime | None = None,
 ) -> Decision:
-    """Decide one contact. Exclusions are checked first: exclusion wins (ALL-3)."""
+    """Decide one contact. Exclusions are checked first: exclusion wins (ALL-3).
+
+    Every campaign is marketing, a request for consent included (ES-3): there is no
+    purpose that skips the consent rules."""
     now = now or datetime.now(UTC)
     stopped = recheck(channel, person.ledger, person.recent_contacts, config)
     if stopped is not None:

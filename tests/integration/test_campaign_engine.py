@@ -147,6 +147,7 @@ def test_a_campaign_sends_once_to_each_eligible_recipient(
     messages = OutboxChannel(Path(ctx.settings.outbox_dir), "email").messages(campaign_id)
     assert sorted(m["to"] for m in messages) == sorted(f"ola{n}@example.com" for n in range(25))
     first = messages[0]
+    # EM-1: RFC 8058 one-click headers where we control them; ES-4: the link in the body.
     assert (
         "/u/" in first["body"]
         and first["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -250,3 +251,64 @@ def test_sms_outside_quiet_hours_waits_instead_of_dropping(ctx: Context, hasher:
     )
     with ctx.engine.connect() as conn:
         assert report_mod.counts(conn, campaign_id)["queued"] == 3
+
+
+def test_the_frequency_cap_stops_the_contact_over_the_limit(
+    ctx: Context, hasher: Hasher, worker: dramatiq.Worker
+) -> None:
+    """ALL-8: with a cap of 4 per 30 days across channels, a fifth campaign excludes the person."""
+    _people(ctx.engine, hasher, 2)
+    for _ in range(4):
+        campaign_id = _create(ctx.engine)
+        _launch(ctx, campaign_id)
+        actors.broker.join("sends")
+        worker.join()
+    fifth = _create(ctx.engine, channel="sms")
+    summary = _launch(ctx, fifth)
+    assert summary.by_decision[("excluded:frequency_cap", "ALL-8")] == 2
+    assert summary.eligible == 0
+
+
+def test_the_frequency_cap_is_checked_again_at_send_time(
+    ctx: Context, hasher: Hasher, worker: dramatiq.Worker
+) -> None:
+    """ALL-8 at send time: two campaigns launched together cannot both push a person over."""
+    _people(ctx.engine, hasher, 1)
+    for _ in range(3):
+        campaign_id = _create(ctx.engine)
+        _launch(ctx, campaign_id)
+        actors.broker.join("sends")
+        worker.join()
+    fourth, fifth = _create(ctx.engine), _create(ctx.engine, channel="sms")
+    with ctx.engine.begin() as conn:
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, fourth, now=TUESDAY_MORNING)
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, fifth, now=TUESDAY_MORNING)
+    actors.enqueue_batch(fourth, 0)
+    actors.broker.join("sends")
+    worker.join()
+    actors.enqueue_batch(fifth, 0)
+    actors.broker.join("sends")
+    worker.join()
+    with ctx.engine.connect() as conn:
+        assert report_mod.counts(conn, fourth)["sent"] == 1
+        fifth_row = conn.execute(select(recipients).where(recipients.c.campaign_id == fifth)).one()
+    assert fifth_row.state == "excluded_at_send" and fifth_row.send_rule == "ALL-8"
+
+
+def test_a_consent_request_is_marketing_and_needs_consent(
+    ctx: Context, hasher: Hasher, policy_config: PolicyConfig
+) -> None:
+    """ES-3: a campaign asking leads whether they want offers gets no exemption: without
+    consent (or soft opt-in) the person is excluded like from any other campaign."""
+    with ctx.engine.begin() as conn:
+        add_person(conn, hasher, 1, consent_channels=None)
+        add_person(conn, hasher, 2)
+        campaign_id = campaign_mod.create(
+            conn, name="Vil du ha tilbud?", channel="sms", purpose="consent_request",
+            template_text="{{ organisation.name }}: vil du ha tilbud? {{ source_notice }} {{ unsubscribe_url }}",
+            organisation_name=ORG_NAME,
+        ).id  # fmt: skip
+    with ctx.engine.connect() as conn:
+        summary = launch_mod.preview(conn, hasher, policy_config, campaign_id, now=TUESDAY_MORNING)
+    assert summary.by_decision[("excluded:no_consent", "ES-1")] == 1
+    assert summary.by_decision[("send", "ES-1")] == 1
