@@ -6,11 +6,18 @@ fetch has a 5 % chance of running the maintenance that requeues a dead worker's
 unacknowledged messages (the default, 0.1 %, can take many minutes on a quiet
 queue). `outreach worker` also keeps the prefetch at one message per thread so that a
 dying worker holds as few messages as possible.
+
+A consumer that holds its prefetch, or finds its queue empty, sleeps before it fetches
+again, backing off up to the worker timeout (1 s). With a prefetch of one, that sleep
+grows while a batch is sent and then idles the process after the batch; capped at
+IDLE_POLL_MS, the next batch is fetched promptly, and the frequent fetches also run
+the maintenance sooner.
 """
 
 from __future__ import annotations
 
 import dramatiq
+from dramatiq.broker import Consumer
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
@@ -19,12 +26,18 @@ HEARTBEAT_TIMEOUT_MS = 15_000
 MAINTENANCE_CHANCE = 50_000  # out of dramatiq's 1,000,000
 SEND_QUEUE = "sends"
 INTAKE_QUEUE = "intake"
+IDLE_POLL_MS = 50
+
+
+class _RedisBroker(RedisBroker):
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
+        return super().consume(queue_name, prefetch, min(timeout, IDLE_POLL_MS))
 
 
 def make_broker(redis_url: str | None) -> dramatiq.Broker:
     broker: dramatiq.Broker
     if redis_url:
-        broker = RedisBroker(  # type: ignore[no-untyped-call]
+        broker = _RedisBroker(  # type: ignore[no-untyped-call]
             url=redis_url,
             heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
             maintenance_chance=MAINTENANCE_CHANCE,

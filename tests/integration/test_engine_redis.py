@@ -36,7 +36,6 @@ from campaigns.campaign_schema import FINAL_STATES, batches, campaigns, recipien
 from campaigns.channels.outbox import OutboxChannel
 from campaigns.reconcile import reconcile
 from campaigns.schema import contacts
-from campaigns.sending import SUB_BATCH
 from suppression.calendar import OSLO, may_send_sms
 from suppression.keys import KeyedHash
 from suppression.ledger import Ledger
@@ -53,7 +52,8 @@ pytestmark = pytest.mark.integration
 
 REDIS_URL = os.environ.get("OUTREACH_TEST_ENGINE_REDIS", "redis://127.0.0.1:6379/14")
 WORKER_PROCESSES = 2
-# `outreach worker` prefetches one message per process: at most one batch in progress each.
+# `outreach worker` prefetches one message per process: at most one batch in progress each,
+# and in it at most one claimed sub-batch.
 IN_FLIGHT_BATCHES = WORKER_PROCESSES
 EMAIL_TEMPLATE = (
     "Subject: Nytt fra {{ organisation.name }}\n\n"
@@ -176,6 +176,12 @@ class Harness:
             ).id  # fmt: skip
             launch_mod.launch(conn, self.ctx.hasher, self.ctx.policy, campaign_id, now=now)
         return campaign_id
+
+    def sub_batch(self, campaign_id: int) -> int:
+        """How many recipients the workers claim at once for this campaign."""
+        with self.ctx.engine.connect() as conn:
+            camp = campaign_mod.get(conn, campaign_id)
+        return build_sender(self.ctx)._sub_batch_for(camp)
 
     def enqueue(self, campaign_id: int, batch_no: int) -> None:
         """What `worker.actors.enqueue_batch` sends, on our own RedisBroker."""
@@ -469,7 +475,7 @@ def test_pause_takes_effect_within_one_sub_batch_and_resume_finishes(harness: Ha
     h.wait_for("pause settled", lambda: h.settled(campaign_id), 20, _nothing)
     paused = h.states(campaign_id)
     after = paused["sent"] - (at_pause["sent"] + at_pause["sending"])
-    assert after <= IN_FLIGHT_BATCHES * SUB_BATCH
+    assert after <= IN_FLIGHT_BATCHES * h.sub_batch(campaign_id)
     assert paused["sent"] + paused["queued"] == people and paused["queued"] > 0
     assert h.campaign_state(campaign_id) == "paused"
     assert len(_assert_at_most_once(h, campaign_id, "email")) == paused["sent"]
@@ -501,7 +507,7 @@ def test_cancel_takes_effect_within_one_sub_batch_and_the_rest_end_cancelled(
     h.wait_for("cancel settled", lambda: h.settled(campaign_id), 20, _nothing)
     states = _assert_all_final(h, campaign_id)
     after = states["sent"] - (at_cancel["sent"] + at_cancel["sending"])
-    assert after <= IN_FLIGHT_BATCHES * SUB_BATCH
+    assert after <= IN_FLIGHT_BATCHES * h.sub_batch(campaign_id)
     assert states["sent"] + states["cancelled"] == people and states["cancelled"] > 0
     assert h.campaign_state(campaign_id) == "cancelled"
     assert len(_assert_at_most_once(h, campaign_id, "email")) == states["sent"]
