@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,10 +63,7 @@ from suppression.policy import PolicyConfig, recheck
 from suppression.schema import ledger_entries
 
 LEASE = timedelta(seconds=30)
-# Recipients claimed at once: a whole batch at the default size (one claim, one render, one
-# re-check, one outcome update per batch). Also the most a pause or cancel lets through per
-# worker process, and the most a killed worker can leave `unknown`.
-SUB_BATCH = 1000
+SUB_BATCH = 100
 MAX_BATCH_ATTEMPTS = 6
 
 
@@ -148,16 +144,17 @@ class Sender:
                 result.delay_until = opening
                 result.skipped = "quiet_hours"
                 return result
-            attempts, lease = self._take_lease(conn, campaign_id, batch_no, now)
+            lease = self._take_lease(conn, campaign_id, batch_no, now)
             if lease is not None:
                 result.skipped, result.delay_until = lease
                 return result
-            leftovers = self._leftovers_unknown(conn, campaign_id, batch_no, now)
+            attempts = conn.execute(
+                select(batches.c.attempts).where(
+                    batches.c.campaign_id == campaign_id, batches.c.batch_no == batch_no
+                )
+            ).scalar_one()
         channel = self.channel_for(camp)
-        if leftovers:
-            # Asked outside the transaction: the channel may have to call the provider.
-            reconcile_unknown(self.engine, channel, campaign_id, leftovers, self.now())
-            result.counts["unknown"] += len(leftovers)
+        self._settle_leftovers(channel, campaign_id, batch_no, result)
         if attempts > MAX_BATCH_ATTEMPTS:
             self._give_up(campaign_id, batch_no, result)
         else:
@@ -167,10 +164,8 @@ class Sender:
 
     def _take_lease(
         self, conn: Connection, campaign_id: int, batch_no: int, now: datetime
-    ) -> tuple[int, tuple[str, datetime | None] | None]:
-        """(attempts so far, None) when this delivery holds the batch now; else (0, why not:
-        done, or busy until when)."""
-        attempts = conn.execute(
+    ) -> tuple[str, datetime | None] | None:
+        taken = conn.execute(
             update(batches)
             .where(
                 batches.c.campaign_id == campaign_id,
@@ -181,41 +176,48 @@ class Sender:
                 ),
             )
             .values(state="running", started_at=now, attempts=batches.c.attempts + 1)
-            .returning(batches.c.attempts)
-        ).scalar()
-        if attempts is not None:
-            return int(attempts), None
+        ).rowcount
+        if taken == 1:
+            return None
         row = conn.execute(
             select(batches.c.state, batches.c.started_at).where(
                 batches.c.campaign_id == campaign_id, batches.c.batch_no == batch_no
             )
         ).first()
         if row is None or row.state == "done":
-            return 0, ("done", None)
+            return ("done", None)
         started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=UTC)
-        return 0, ("busy", started + LEASE)
+        return ("busy", started + LEASE)
 
-    def _leftovers_unknown(
-        self, conn: Connection, campaign_id: int, batch_no: int, now: datetime
-    ) -> list[int]:
-        """Recipients left in `sending` by an interrupted delivery (we hold the lease, so it
-        is not working any more) become `unknown`, never `queued` (guarantee 2); the caller
-        asks the channel which of them it did receive."""
-        rows = conn.execute(
-            update(recipients)
-            .where(
-                recipients.c.campaign_id == campaign_id,
-                recipients.c.batch_no == batch_no,
-                recipients.c.state == SENDING,
+    def _settle_leftovers(
+        self, channel: Channel, campaign_id: int, batch_no: int, result: BatchResult
+    ) -> None:
+        """Recipients left in `sending` by a crashed delivery: unknown, then reconciled."""
+        with self.engine.begin() as conn:
+            ids = [
+                int(r[0])
+                for r in conn.execute(
+                    select(recipients.c.id).where(
+                        recipients.c.campaign_id == campaign_id,
+                        recipients.c.batch_no == batch_no,
+                        recipients.c.state == SENDING,
+                    )
+                )
+            ]
+            if not ids:
+                return
+            now = self.now()
+            conn.execute(
+                update(recipients)
+                .where(recipients.c.id.in_(ids))
+                .values(
+                    state=UNKNOWN,
+                    error="outcome unknown after an interrupted delivery",
+                    updated_at=now,
+                )
             )
-            .values(
-                state=UNKNOWN,
-                error="outcome unknown after an interrupted delivery",
-                updated_at=now,
-            )
-            .returning(recipients.c.id)
-        )
-        return sorted(int(r[0]) for r in rows)
+        reconcile_unknown(self.engine, channel, campaign_id, ids, self.now())
+        result.counts["unknown"] += len(ids)
 
     def _give_up(self, campaign_id: int, batch_no: int, result: BatchResult) -> None:
         with self.engine.begin() as conn:
@@ -255,7 +257,6 @@ class Sender:
     def _send_claimed(
         self, camp: campaign_mod.Campaign, channel: Channel, batch_no: int, result: BatchResult
     ) -> None:
-        limit = self._sub_batch_for(camp)
         while True:
             with self.engine.begin() as conn:
                 state = conn.execute(
@@ -266,7 +267,7 @@ class Sender:
                         self._cancel_batch(conn, camp.id, batch_no)
                     result.skipped = state
                     return
-                claimed = self._claim(conn, camp.id, batch_no, limit)
+                claimed = self._claim(conn, camp.id, batch_no, self._sub_batch_for(camp))
                 # Renew the lease while we work.
                 conn.execute(
                     update(batches)
@@ -277,22 +278,19 @@ class Sender:
                 return
             if self.throttle is not None:
                 self.throttle(camp, len(claimed))
-            checks: dict[int, tuple[datetime, str | None]] = {}
             with self.engine.connect() as conn:
                 messages = self._messages(conn, camp, claimed)
-                conn.rollback()
+            checks: dict[int, tuple[datetime, str | None]] = {}
 
-                def check(
-                    ids: Sequence[int],
-                    checks: dict[int, tuple[datetime, str | None]] = checks,
-                    conn: Connection = conn,
-                ) -> dict[int, str]:
-                    stopped, at = self.recheck(camp, ids, conn)
-                    for rid in ids:
-                        checks[rid] = (at, stopped.get(rid))
-                    return stopped
+            def check(
+                ids: Sequence[int], checks: dict[int, tuple[datetime, str | None]] = checks
+            ) -> dict[int, str]:
+                stopped, at = self.recheck(camp, ids)
+                for rid in ids:
+                    checks[rid] = (at, stopped.get(rid))
+                return stopped
 
-                outcomes = channel.deliver(messages, check)
+            outcomes = channel.deliver(messages, check)
             self._record(camp.id, outcomes, checks, result)
             if any(o.state == "retry" for o in outcomes):
                 delays = [o.retry_after for o in outcomes if o.retry_after]
@@ -301,8 +299,6 @@ class Sender:
                 else:
                     result.retry = True
                 return
-            if len(claimed) < limit:
-                return  # nothing left, or another delivery holds the rest
 
     def _sub_batch_for(self, camp: campaign_mod.Campaign) -> int:
         """The throttle admits a claimed sub-batch at once and it then goes out in one burst:
@@ -427,13 +423,11 @@ class Sender:
         return or_(*[ledger_entries.c.key_hash == h for h in hashes])
 
     def recheck(
-        self, camp: campaign_mod.Campaign, ids: Sequence[int], conn: Connection | None = None
+        self, camp: campaign_mod.Campaign, ids: Sequence[int]
     ) -> tuple[dict[int, str], datetime]:
         """ALL-6 and ALL-8 for many recipients in one query: {recipient_id: rule} of those
         that must not be sent now. An opt-out committed before this query stops the send:
-        effective immediately, well inside the 2 days of EM-3. On `conn` when given, which
-        must have no transaction open (on SQLite an open one would not see later commits);
-        the query's transaction is ended right after it."""
+        effective immediately, well inside the 2 days of EM-3."""
         now = self.now()
         since = now - timedelta(days=self.config.frequency_window_days)
         r2 = recipients.alias("earlier")
@@ -471,12 +465,8 @@ class Sender:
         )
         statuses: dict[int, Status] = defaultdict(Status)
         recent_by: dict[int, int] = {}
-        with ExitStack() as stack:
-            if conn is None:
-                conn = stack.enter_context(self.engine.connect())
-            rows = conn.execute(query).all()
-            conn.rollback()
-            for row in rows:
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
                 rid = int(row.rid)
                 recent_by[rid] = int(row.recent)
                 if row.id is not None:

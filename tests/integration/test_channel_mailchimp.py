@@ -220,6 +220,30 @@ def test_an_opt_out_between_the_sync_and_the_send_is_removed_and_unsubscribed(
     assert len(removals) >= 2  # the adds, then the removal
 
 
+def test_a_campaign_cancelled_while_its_last_batch_is_syncing_is_never_sent(
+    ctx: Context, hasher: Hasher, worker: dramatiq.Worker, fake_mailchimp: FakeMailchimp
+) -> None:
+    """The last batch's sync is held by the fake while the marketer cancels: when it
+    finishes, the staged recipients end `cancelled` and Mailchimp sends nothing."""
+    # The sync is held longer than this module's short timeout: give it time to answer.
+    actors.configure(Context(ctx.settings.model_copy(update={"mailchimp_timeout": 30.0})))
+    campaign_id = create(ctx, hasher, 10)
+    send(worker, campaign_id, 0)
+    fake_mailchimp.delay_next(2.0, method="POST", path=f"/lists/{DEFAULT_LIST_ID}")
+    actors.enqueue_batch(campaign_id, 1)
+    wait_for(
+        lambda: any(r.get("delayed") and r["status"] is None for r in fake_mailchimp.requests),
+        "the last batch's sync to be held",
+    )
+    with ctx.engine.begin() as conn:  # what `outreach campaign cancel` does
+        campaign_mod.move(conn, campaign_id, campaign_mod.CANCELLED)
+    actors.broker.join("sends")
+    worker.join()
+
+    assert fake_mailchimp.sends == [] and fake_mailchimp.campaigns == {}
+    assert set(states(ctx.engine, campaign_id).values()) == {"cancelled"}
+
+
 def test_a_5xx_during_the_sync_is_retried_and_everyone_is_sent_once(
     ctx: Context, hasher: Hasher, worker: dramatiq.Worker, fake_mailchimp: FakeMailchimp
 ) -> None:
