@@ -1,19 +1,28 @@
 """One-click unsubscribes (RFC 8058) under load, every one committed, against a baseline.
 
-    python -m benchmarks.unsubscribe_load [--seconds 30] [--workers N] [--concurrency C]
-                                          [--baseline-seconds 10] [--tokens N]
+    python -m benchmarks.unsubscribe_load [--seconds 30] [--baseline-seconds 10]
+        [--workers N] [--concurrency 16] [--rate 1000] [--connections 64]
 
-Starts `outreach serve` as a real subprocess (uvicorn, N worker processes) on a
-throwaway PostgreSQL database, pre-issues distinct unsubscribe tokens, and drives
-one-click POSTs (`List-Unsubscribe=One-Click`) at it from a load generator in this
-process: an asyncio HTTP/1.1 client over keep-alive connections, C requests in
-flight, each token posted once. It prints requests/s sustained, p50/p95/p99 latency
-and errors, then checks that the ledger holds exactly one entry per distinct token
-that was posted (a 200 means committed; nothing more, nothing less).
+Starts `outreach serve` as a real subprocess (uvicorn, N worker processes, default
+one per core) on a throwaway PostgreSQL database, pre-issues distinct unsubscribe
+tokens, and drives one-click POSTs (`List-Unsubscribe=One-Click`, each token once)
+from a load generator in this process: an asyncio HTTP/1.1 client over keep-alive
+connections. Two modes, each for the server under test and for the baseline:
+
+- closed loop: `--concurrency` requests in flight, the next sent when an answer comes
+  back; shows the rate the server sustains;
+- open loop: `--rate` requests per second offered whatever the answers do (over up to
+  `--connections` connections), latency counted from when each request was due; shows
+  whether the server holds that rate and at what latency.
+
+Each run prints requests/s, p50/p95/p99/max latency, errors, the CPU time per request
+of the server, its PostgreSQL backends and the load generator (the machine may be
+shared; CPU per request does not depend on that) and the machine's load average, then
+checks that the ledger holds exactly one entry per distinct token posted (a 200 means
+committed; nothing more, nothing less).
 
 The baseline, in the same run and with the same load generator, is `outreach serve`
-with one worker process (the default), so the figures show what the worker processes
-buy on this machine. The load generator shares the machine's cores with the server.
+with one worker process (its default).
 """
 
 from __future__ import annotations
@@ -478,7 +487,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--baseline-seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=max(2, (os.cpu_count() or 1)))
-    parser.add_argument("--concurrency", type=int, default=16, help="connections in use")
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="requests in flight in the closed loop"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=64, help="connections available to the open loop"
+    )
     parser.add_argument(
         "--rate",
         type=float,
@@ -505,13 +519,14 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes:
             rate = 0.0 if mode == "closed loop" else args.rate
             for label, workers, seconds in plan:
-                count = int((rate or 4000) * seconds * 1.2 + args.concurrency * 40)
+                connections = args.connections if rate else args.concurrency
+                count = int((rate or 4000) * seconds * 1.2 + connections * 40)
                 tokens = issue_tokens(url, count, issued)
                 issued += count
-                run, entries = measure(label, url, workers, tokens, seconds, args.concurrency, rate)
+                run, entries = measure(label, url, workers, tokens, seconds, connections, rate)
                 results[(label, mode)] = (
                     run,
-                    report(run, entries, workers, args.concurrency, mode),
+                    report(run, entries, workers, connections, mode),
                 )
     ok = all(line["every_post_committed_once"] for _, line in results.values())
     for mode in modes:
