@@ -328,6 +328,37 @@ def test_a_large_sync_uses_batches_of_500_on_at_most_eight_connections(
     assert len([r for r in fake_mailchimp.requests if r["method"] == "POST"]) == 12
 
 
+def test_the_connection_gate_holds_across_worker_processes_through_redis(
+    ctx: Context,
+) -> None:
+    """Two worker processes each build their own gate; Redis makes them one: with both
+    slots held by one, the other waits until a slot is given back."""
+    import threading
+    from contextlib import ExitStack
+
+    from tests.services import REDIS_URL, require
+    from worker.services import _mailchimp_gate
+
+    require("Redis", "127.0.0.1", 6379)
+    s = ctx.settings.model_copy(update={"redis_url": REDIS_URL, "mailchimp_max_connections": 2})
+    first, second = _mailchimp_gate(Context(s)), _mailchimp_gate(Context(s))
+    assert first is not None and second is not None
+    entered = threading.Event()
+
+    def other_process() -> None:
+        with second():
+            entered.set()
+
+    with ExitStack() as held:
+        held.enter_context(first())
+        held.enter_context(first())
+        waiting = threading.Thread(target=other_process)
+        waiting.start()
+        assert not entered.wait(0.5)
+    assert entered.wait(10)
+    waiting.join(10)
+
+
 def campaign_mod_get(ctx: Context, campaign_id: int) -> campaign_mod.Campaign:
     with ctx.engine.connect() as conn:
         return campaign_mod.get(conn, campaign_id)
