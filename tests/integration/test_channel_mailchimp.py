@@ -256,6 +256,30 @@ def test_a_5xx_during_the_sync_is_retried_and_everyone_is_sent_once(
     assert fake_mailchimp.deliveries_by_email() == {email(n): 1 for n in range(6)}
 
 
+@pytest.mark.parametrize("fault", ["429", "drop", "slow"])
+def test_a_sync_that_is_refused_dropped_or_too_slow_is_simply_done_again(
+    ctx: Context,
+    hasher: Hasher,
+    worker: dramatiq.Worker,
+    fake_mailchimp: FakeMailchimp,
+    fault: str,
+) -> None:
+    """Upserts are idempotent: a rate limit waits, a lost answer is asked again; either
+    way everyone is synced once and sent once."""
+    batch_call = {"method": "POST", "path": f"/lists/{DEFAULT_LIST_ID}"}
+    if fault == "429":
+        fake_mailchimp.fail_next(1, status=429, **batch_call)
+    elif fault == "drop":
+        fake_mailchimp.drop_next(1, **batch_call)
+    else:
+        fake_mailchimp.delay_next(TIMEOUT * 4, **batch_call)
+    campaign_id = create(ctx, hasher, 6)
+    send(worker, campaign_id, 0, 1)
+
+    assert set(states(ctx.engine, campaign_id).values()) == {"sent"}
+    assert fake_mailchimp.deliveries_by_email() == {email(n): 1 for n in range(6)}
+
+
 def test_a_dropped_send_is_checked_with_mailchimp_and_sent_exactly_once(
     ctx: Context, hasher: Hasher, worker: dramatiq.Worker, fake_mailchimp: FakeMailchimp
 ) -> None:
