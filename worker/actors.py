@@ -16,7 +16,7 @@ from campaigns.campaign import Campaign
 from campaigns.sending import Sender
 from suppression.errors import ConfigurationError
 from worker import logs, settings
-from worker.broker import SEND_QUEUE, is_embedded, make_broker
+from worker.broker import INTAKE_QUEUE, SEND_QUEUE, is_embedded, make_broker
 from worker.context import Context
 
 
@@ -110,3 +110,26 @@ def send_batch(campaign_id: int, batch_no: int) -> None:
 
 def enqueue_batch(campaign_id: int, batch_no: int) -> None:
     send_batch.send(campaign_id, batch_no)
+
+
+@dramatiq.actor(queue_name=INTAKE_QUEUE, max_retries=3, min_backoff=10_000, time_limit=60 * 60_000)
+def poll_partners(partner: str | None = None) -> None:
+    """Poll the partners' SFTP inboxes and import what has fully arrived (campaigns.polling)."""
+    from campaigns.polling import poll
+    from campaigns.sources.partners_config import load_partners
+
+    ctx = context()
+    partners = load_partners(ctx.settings.partners_file)
+    for result in poll(ctx.engine, ctx.hasher, ctx.policy, partners, partner):
+        logs.get("outreach.intake").info("partner polled", result=str(result))
+
+
+@dramatiq.actor(queue_name=INTAKE_QUEUE, max_retries=3, min_backoff=60_000)
+def purge_expired_leads() -> None:
+    """GD-2: delete partner leads never converted after the retention period."""
+    from campaigns.retention import purge_expired_leads as purge
+
+    ctx = context()
+    with ctx.engine.begin() as conn:
+        purged = purge(conn, sender().now(), ctx.settings.lead_retention_days)
+    logs.get("outreach.retention").info("expired leads purged", purged=str(purged))

@@ -58,6 +58,11 @@ def _redact_processor(_logger: Any, _name: str, event: dict[str, Any]) -> dict[s
     return {k: _redact_value(v) for k, v in event.items()}
 
 
+def get(name: str) -> Any:
+    """A structlog logger: keyword fields become JSON keys (and are redacted too)."""
+    return structlog.get_logger(name)
+
+
 def configure(level: str = "INFO", json_output: bool | None = None) -> None:
     """Configure stdlib logging and structlog once per process."""
     json_output = not sys.stderr.isatty() if json_output is None else json_output

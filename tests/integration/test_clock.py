@@ -1,0 +1,73 @@
+"""The clock's jobs, and the intake actors they enqueue, run through a real dramatiq worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dramatiq
+import pytest
+from sqlalchemy import func, select
+
+from campaigns.schema import contacts, imports
+from tests.conftest import ORG_NAME, ORG_NUMBER, SECRET
+from tests.partner_files import person, write
+from worker import actors, clock, settings
+from worker.context import Context
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def ctx(store_url: str, tmp_path: Path) -> Iterator[Context]:
+    root = tmp_path / "sftp" / "boligpartner"
+    for sub in ("inbox", "archive", "errors"):
+        (root / sub).mkdir(parents=True)
+    partners = tmp_path / "partners.toml"
+    partners.write_text(
+        '[partners.boligpartner]\ndisplay_name = "Boligpartner AS"\nlocal_dir = "sftp/boligpartner"\n',
+        encoding="utf-8",
+    )
+    s = settings.load(
+        DATABASE_URL=store_url,
+        OUTREACH_SECRET_KEY=SECRET,
+        OUTREACH_ORGANISATION_NAME=ORG_NAME,
+        OUTREACH_ORGANISATION_NUMBER=ORG_NUMBER,
+        OUTREACH_PARTNERS_FILE=str(partners),
+        OUTREACH_OUTBOX_DIR=str(tmp_path / "outbox"),
+    )
+    context = Context(s)
+    actors.configure(context)
+    yield context
+    context.engine.dispose()
+
+
+def test_the_clock_schedules_reconciliation_polling_and_retention(ctx: Context) -> None:
+    names = {name: seconds for name, _func, seconds in clock.jobs(ctx)}
+    assert names["reconcile"] == clock.RECONCILE_SECONDS
+    assert names["poll partners"] == ctx.settings.sftp_poll_minutes * 60
+    assert names["lead retention (GD-2)"] == 24 * 3600
+
+
+def test_the_polling_job_imports_a_delivered_file_through_a_worker(
+    ctx: Context, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "sftp" / "boligpartner" / "inbox"
+    delivered = write(inbox / "leads.csv", [person(n) for n in range(5)])
+    delivered.with_name("leads.csv.done").touch()
+    broker = actors.broker
+    broker.flush_all()
+    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
+    worker.start()
+    try:
+        poll_job = dict((name, func) for name, func, _ in clock.jobs(ctx))["poll partners"]
+        poll_job()  # what the clock does: enqueue the actor
+        broker.join("intake")
+        worker.join()
+    finally:
+        worker.stop()
+    with ctx.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(imports)).scalar_one() == 1
+        assert conn.execute(select(func.count()).select_from(contacts)).scalar_one() == 5
+    assert not delivered.exists()
+    assert (tmp_path / "sftp" / "boligpartner" / "archive" / "leads.csv").exists()
