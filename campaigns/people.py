@@ -6,13 +6,13 @@ the compliance officer (`explain`, GD-3) and cleared by `forget` (ALL-4).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, or_, select, update
 
+from campaigns.optouts.review import clear_texts
 from campaigns.schema import (
     PLAINTEXT_COLUMNS,
     consent_records,
@@ -201,6 +201,8 @@ def forget(
         "contacts_cleared": 0,
         "consents_deleted": 0,
     }
+    # Review-queue items (mails, SMS) keep the text a person wrote: it goes too.
+    counts["review_texts_cleared"] = clear_texts(conn, [digest for digest, _kind in keyed])
     if person.contact:
         contact_id = person.contact["id"]
         counts["consents_deleted"] = conn.execute(

@@ -133,3 +133,12 @@ def purge_expired_leads() -> None:
     with ctx.engine.begin() as conn:
         purged = purge(conn, sender().now(), ctx.settings.lead_retention_days)
     logs.get("outreach.retention").info("expired leads purged", purged=str(purged))
+
+
+@dramatiq.actor(queue_name=INTAKE_QUEUE, max_retries=3, min_backoff=30_000)
+def check_mailbox() -> None:
+    """Read the opt-out mailbox over IMAP and record what it holds (campaigns.optouts.mailbox)."""
+    from worker.commands.review import check_mailbox as check
+
+    report = check(context())
+    logs.get("outreach.mailbox").info("mailbox checked", report=str(report))

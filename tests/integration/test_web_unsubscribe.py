@@ -236,7 +236,16 @@ def test_pages_carry_no_cookies_and_are_kept_out_of_caches(
 
 
 def test_healthz_answers_when_the_database_is_there(site: Site, client: httpx.Client) -> None:
-    assert client.get(f"{site.url}/healthz").json() == {"status": "ok"}
+    answer = client.get(f"{site.url}/healthz")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok", "database": "ok", "redis": "not configured"}
+
+
+def test_metrics_count_requests_by_route_never_by_token(site: Site, client: httpx.Client) -> None:
+    client.get(f"{site.url}/u/not-a-real-token")
+    text = client.get(f"{site.url}/metrics").text
+    assert 'outreach_http_requests_total{method="GET",route="/u/{token}",status="404"}' in text
+    assert "not-a-real-token" not in text
 
 
 def test_outreach_serve_runs_the_app_as_the_procfile_starts_it(

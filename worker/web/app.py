@@ -172,14 +172,27 @@ def create_app(ctx: Context) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(webhooks.router)
 
-    @app.get("/healthz", summary="Liveness and database reachability")
+    @app.get("/healthz", summary="Liveness: the database and Redis answer")
     async def healthz() -> JSONResponse:
         def ping(engine: Engine, _hasher: object) -> None:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
 
         await run_in_threadpool(app.state.web.db, ping)
-        return JSONResponse({"status": "ok"})
+        if ctx.settings.redis_url:
+            try:
+                await run_in_threadpool(_ping_redis, ctx.settings.redis_url)
+            except Exception as exc:  # any failure to answer is "redis down" here
+                log.warning("healthz: redis unavailable: %s", type(exc).__name__)
+                return JSONResponse({"status": "unavailable", "failed": "redis"}, 503)
+            return JSONResponse({"status": "ok", "database": "ok", "redis": "ok"})
+        return JSONResponse({"status": "ok", "database": "ok", "redis": "not configured"})
+
+    @app.get("/metrics", summary="Prometheus metrics of this web process", include_in_schema=False)
+    async def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     # The store is unreachable or overloaded (connection refused or lost, pool exhausted).
     # Other database errors are bugs and stay 500s, where they are seen.
@@ -199,7 +212,64 @@ def create_app(ctx: Context) -> FastAPI:
         return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
 
     app.add_middleware(_SecurityHeaders)
+    app.add_middleware(_Metrics)
     return app
+
+
+def _ping_redis(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+class _Metrics:
+    """Request counts and latencies by route pattern (never the path: it holds tokens)."""
+
+    def __init__(self, app: Any) -> None:
+        from prometheus_client import Counter, Histogram
+
+        self.app = app
+        self.requests = _metric(
+            Counter, "outreach_http_requests_total", "HTTP requests", ["route", "method", "status"]
+        )
+        self.latency = _metric(
+            Histogram, "outreach_http_request_seconds", "HTTP request latency", ["route"]
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        import time
+
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def record(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.requests.labels(route, scope["method"], str(status["code"])).inc()
+            self.latency.labels(route).observe(time.perf_counter() - started)
+
+
+_METRICS: dict[str, Any] = {}
+
+
+def _metric(kind: Any, name: str, doc: str, labels: list[str]) -> Any:
+    # One collector per name per process, however many apps the process builds (tests).
+    if name not in _METRICS:
+        _METRICS[name] = kind(name, doc, labels)
+    return _METRICS[name]
 
 
 def app_from_environment() -> FastAPI:
