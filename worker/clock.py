@@ -65,7 +65,9 @@ def _optional_jobs(ctx: Context) -> list[tuple[str, Callable[[], Any], int]]:
 def run(ctx: Context) -> None:
     scheduler = BlockingScheduler(timezone="Europe/Oslo")
     for name, func, seconds in jobs(ctx):
-        scheduler.add_job(func, "interval", seconds=seconds, id=name, name=name, max_instances=1, coalesce=True)
+        scheduler.add_job(
+            func, "interval", seconds=seconds, id=name, name=name, max_instances=1, coalesce=True
+        )
         log.info("clock job %s every %ds", name, seconds)
 
     def stop(_signum: int, _frame: object) -> None:

@@ -11,8 +11,18 @@ from worker.output import console
 
 
 @click.command("worker")
-@click.option("--processes", type=int, default=None, help="Worker processes (default OUTREACH_WORKER_PROCESSES).")
-@click.option("--threads", type=int, default=None, help="Threads per process (default OUTREACH_WORKER_THREADS).")
+@click.option(
+    "--processes",
+    type=int,
+    default=None,
+    help="Worker processes (default OUTREACH_WORKER_PROCESSES).",
+)
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="Threads per process (default OUTREACH_WORKER_THREADS).",
+)
 def worker(processes: int | None, threads: int | None) -> None:
     """Run the dramatiq workers that send batches (Procfile: worker).
 
@@ -26,7 +36,16 @@ def worker(processes: int | None, threads: int | None) -> None:
     t = threads or ctx.settings.worker_threads
     if ctx.settings.redis_url:
         env = {**os.environ, "dramatiq_queue_prefetch": "1"}
-        args = [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(p), "--threads", str(t)]
+        args = [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "worker.actors",
+            "--processes",
+            str(p),
+            "--threads",
+            str(t),
+        ]
         os.execvpe(sys.executable, args, env)
     import dramatiq
 
