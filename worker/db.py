@@ -8,8 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
-import campaigns.campaign_schema  # noqa: F401  (each import registers its tables)
-import campaigns.optouts.schema  # noqa: F401
+import campaigns.campaign_schema
+import campaigns.optouts.schema
 import campaigns.schema  # noqa: F401
 from suppression.schema import metadata
 from worker.settings import Settings

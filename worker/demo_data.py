@@ -20,6 +20,7 @@ from suppression.identity import normalise_phone
 
 ORG = "Trygg Hjem Alarm AS"
 DOMAINS = ("example.com", "example.no")
+_ASCII = {ord("æ"): "ae", ord("ø"): "o", ord("å"): "aa", ord("é"): "e"}
 MOBILE_PREFIXES = (
     "40",
     "41",
@@ -72,7 +73,7 @@ def _people(fake: Faker, rng: random.Random, count: int) -> list[Person]:
     for n in range(count):
         first, last = fake.first_name(), fake.last_name()
         local = f"{first}.{last}".lower().replace(" ", "")
-        local = local.translate(str.maketrans({"æ": "ae", "ø": "o", "å": "aa", "é": "e"}))
+        local = local.translate(_ASCII)
         phone = _mobile(rng)
         while phone in used:
             phone = _mobile(rng)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -54,7 +55,7 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def _redact_processor(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact_processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     return {k: _redact_value(v) for k, v in event.items()}
 
 

@@ -59,8 +59,8 @@ def test_forget_leaves_no_plaintext_and_keeps_the_suppression(cli: Cli, store_ur
     engine = db.engine_for(store_url)
     from datetime import UTC, datetime
 
-    from tests.conftest import SECRET
     from suppression.keys import Hasher
+    from tests.conftest import SECRET
 
     hasher = Hasher(SECRET.encode())
     now = datetime.now(UTC)

@@ -12,7 +12,13 @@ from worker.logs import RedactingFilter, redact
 
 
 def test_every_common_phone_spelling_is_redacted() -> None:
-    for spelling in ("+47 412 34 567", "0047 41234567", "412 34 567", "41234567", "(+47) 41-23-45-67"):
+    for spelling in (
+        "+47 412 34 567",
+        "0047 41234567",
+        "412 34 567",
+        "41234567",
+        "(+47) 41-23-45-67",
+    ):
         assert "[phone]" in redact(f"sent to {spelling} ok"), spelling
         assert "4123" not in redact(f"sent to {spelling} ok"), spelling
 
