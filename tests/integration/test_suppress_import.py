@@ -247,3 +247,23 @@ def test_the_ledger_holds_no_plaintext_from_an_import(
         cells = " ".join(str(v) for v in row)
         for needle in ("kari.nordmann", "example.no", "41234567", "Nordmann"):
             assert needle not in cells
+
+
+def test_a_mailchimp_export_suppresses_email_only_unless_told_otherwise(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """EM-4: Mailchimp's unsubscribes are email opt-outs; SMS stays as the person left it."""
+    export = tmp_path / "unsubscribed.csv"
+    export.write_text(
+        "Email Address,UNSUB_TIME\nkari@example.com,2026-01-05 10:00:00\n", encoding="utf-8"
+    )
+    result = cli(
+        "suppress", "import", str(export), "--reason", "unsubscribe", "--format", "mailchimp"
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        cli("suppress", "check", "--email", "kari@example.com", "--channel", "email").exit_code == 1
+    )
+    assert (
+        cli("suppress", "check", "--email", "kari@example.com", "--channel", "sms").exit_code == 0
+    )

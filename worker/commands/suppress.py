@@ -66,17 +66,24 @@ def add(
 @suppress.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @reason_option
-@channel_option
+@click.option(
+    "--channel",
+    type=click.Choice(SCOPES),
+    default=None,
+    help="Scope of the no (default: all for a plain list, email for a Mailchimp export).",
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["plain", "mailchimp"]), default="plain", show_default=True
 )
 @click.option("--source", default=None, help="Source name (default: the file name).")
 @json_option
 def import_(
-    file: Path, reason: str, channel: str, fmt: str, source: str | None, as_json: bool
+    file: Path, reason: str, channel: str | None, fmt: str, source: str | None, as_json: bool
 ) -> None:
     """Import a list: one email or phone per line, a CSV with such a column, or Mailchimp's
     unsubscribed/cleaned export. Bad lines are reported; good lines are kept."""
+    # A Mailchimp unsubscribe or bounce is about email (EM-4); a plain list is a no to all.
+    channel = channel or ("email" if fmt == "mailchimp" else "all")
     items, errors = (parse_mailchimp if fmt == "mailchimp" else parse_plain)(file.read_bytes())
     ctx = Context.load()
     source_name = source or f"import:{file.name}"
