@@ -344,11 +344,15 @@ class WorkerProcesses:
     logs: Path
     modules: tuple[str, ...] = ("worker.actors",)
     threads: int = 4
+    prefetch: int | None = 1  # None: dramatiq's default (2 per thread)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self, count: int, ready_timeout: float = 60) -> None:
-        env = {**self.env, "dramatiq_queue_prefetch": "1"}
-        for i in range(count):
+        env = dict(self.env)
+        if self.prefetch is not None:
+            env["dramatiq_queue_prefetch"] = str(self.prefetch)
+        first = len(self.procs)
+        for i in range(first, first + count):
             log = (self.logs / f"worker-{i}.log").open("wb")
             self.procs.append(
                 subprocess.Popen(
@@ -361,7 +365,7 @@ class WorkerProcesses:
         deadline = time.monotonic() + ready_timeout
         while not all(
             b"ready for action" in (self.logs / f"worker-{i}.log").read_bytes()
-            for i in range(count)
+            for i in range(first, first + count)
         ):
             if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
                 raise RuntimeError(f"workers did not start; see {self.logs}")
@@ -377,6 +381,7 @@ class WorkerProcesses:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+        self.procs.clear()
 
 
 def _tree(pid: int) -> list[int]:

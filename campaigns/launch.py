@@ -20,6 +20,7 @@ from campaigns import campaign as campaign_mod
 from campaigns import decisions
 from campaigns.campaign_schema import EXCLUDED as STATE_EXCLUDED
 from campaigns.campaign_schema import QUEUED, batches, recipients
+from campaigns.schema import contacts
 from suppression.bulk import insert_rows
 from suppression.keys import Hasher
 from suppression.ledger import Status
@@ -28,6 +29,11 @@ from suppression.register import active_snapshot
 from suppression.schema import unsubscribe_tokens
 
 CHUNK = 20_000
+# What launch and preview read of a contact: its keys and, for the samples, name and postcode.
+CONTACT_COLUMNS = (
+    "id", "key_id", "email_hash", "phone_hash", "name_address_hash",
+    "first_name", "last_name", "postal_code",
+)  # fmt: skip
 SAMPLES_PER_REASON = 3
 IDENTITY_KIND = {"email": "email", "sms": "phone", "call": "phone", "post": "name_address"}
 
@@ -71,34 +77,47 @@ def _decided(
         snapshot.snapshot_date if snapshot else None, snapshot.loaded_at if snapshot else None
     )
     address = decisions.ADDRESS_COLUMN[camp.channel]
-    result = conn.execute(camp.audience.query(), execution_options={"yield_per": CHUNK})
+    audience = camp.audience.query()
+    # The ledger (and for calls and post the register) joined with the whole audience in
+    # one query each, read in step with the contacts: each table is read once per launch.
+    ledger = decisions.InStep(decisions.ledger_hits(conn, audience))
+    register = decisions.InStep(
+        decisions.register_hits(conn, audience, snapshot)
+        if snapshot is not None and camp.channel in ("call", "post")
+        else iter(())
+    )
+    result = conn.execute(
+        audience.with_only_columns(*(contacts.c[name] for name in CONTACT_COLUMNS)),
+        execution_options={"yield_per": CHUNK},
+    )
     for chunk in result.partitions():
         rows = [r._mapping for r in chunk]
         low, high = int(rows[0]["id"]), int(rows[-1]["id"])
-        ledger = decisions.ledger_by_contact(conn, hasher, rows)
+        ledger_now = ledger.upto(high)
+        register_now = register.upto(high)
         consents = decisions.consents_by_contact(conn, low, high)
         customers = decisions.customers_by_contact(conn, low, high)
         recent = decisions.recent_contacts(
             conn, [int(r["id"]) for r in rows], now, config.frequency_window_days, camp.id
-        )
-        register = (
-            decisions.register_by_contact(conn, snapshot, rows)
-            if camp.channel in ("call", "post")
-            else {}
         )
         for row in rows:
             cid = int(row["id"])
             facts = PersonFacts(
                 consents=tuple(consents.get(cid, ())),
                 customer=customers.get(cid),
-                ledger=ledger.get(cid, Status()),
+                ledger=ledger_now.get(cid, Status()),
                 recent_contacts=recent.get(cid, 0),
                 has_address=row[address] is not None,
             )
             yield (
                 row,
                 decide(
-                    camp.channel, camp.purpose, facts, register.get(cid, no_register), config, now
+                    camp.channel,
+                    camp.purpose,
+                    facts,
+                    register_now.get(cid, no_register),
+                    config,
+                    now,
                 ),
             )
 
