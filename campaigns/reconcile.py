@@ -4,7 +4,9 @@
   enqueued are enqueued again: the broker may have lost the message;
 * a `running` batch whose lease expired is enqueued again (its worker died);
 * recipients in `sending` for longer than a limit become `unknown`, and the channel is
-  asked which of them it did receive.
+  asked which of them it did receive;
+* recipients a channel itself reported `unknown` (a timeout after the request went out)
+  are asked about once, some minutes later, when the provider's records have settled.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, func, or_, select, update
 
 from campaigns import campaign as campaign_mod
 from campaigns.campaign_schema import QUEUED, SENDING, UNKNOWN, batches, campaigns, recipients
@@ -22,6 +24,7 @@ from campaigns.sending import LEASE, reconcile_unknown
 
 STUCK_QUEUED = timedelta(minutes=2)
 STUCK_SENDING = timedelta(minutes=5)
+ASKED = "[reconciled: not found]"
 
 
 @dataclass
@@ -74,13 +77,28 @@ def reconcile(
                 )
             )
             done.made_unknown = len(stale)
+        # Unknown outcomes not yet asked about (the error text says when they were).
+        unasked = conn.execute(
+            select(recipients.c.campaign_id, recipients.c.id).where(
+                recipients.c.state == UNKNOWN,
+                recipients.c.updated_at < now - stuck_sending,
+                or_(recipients.c.error.is_(None), ~recipients.c.error.contains(ASKED)),
+            )
+        ).all()
     for campaign_id, batch_no in done.reenqueued:
         enqueue(campaign_id, batch_no)
     by_campaign: dict[int, list[int]] = {}
-    for r in stale:
+    for r in [*stale, *unasked]:
         by_campaign.setdefault(int(r.campaign_id), []).append(int(r.id))
     for campaign_id, ids in by_campaign.items():
         with engine.connect() as conn:
             camp = campaign_mod.get(conn, campaign_id)
         done.found_sent += reconcile_unknown(engine, channel_for(camp), campaign_id, ids, now)
+        with engine.begin() as conn:
+            # Asked once: those the provider has no record of stay unknown, and say so.
+            conn.execute(
+                update(recipients)
+                .where(recipients.c.id.in_(ids), recipients.c.state == UNKNOWN)
+                .values(error=func.coalesce(recipients.c.error, "") + " " + ASKED, updated_at=now)
+            )
     return done

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 import pytest
@@ -312,3 +313,45 @@ def test_a_consent_request_is_marketing_and_needs_consent(
         summary = launch_mod.preview(conn, hasher, policy_config, campaign_id, now=TUESDAY_MORNING)
     assert summary.by_decision[("excluded:no_consent", "ES-1")] == 1
     assert summary.by_decision[("send", "ES-1")] == 1
+
+
+def test_the_clock_asks_the_channel_once_about_unknown_outcomes(
+    ctx: Context, hasher: Hasher
+) -> None:
+    """A recipient a channel reported `unknown` is reconciled by the clock: found at the
+    provider -> sent; not found -> stays unknown, asked about only once."""
+    from datetime import timedelta
+
+    from campaigns.reconcile import ASKED, reconcile
+    from worker.services import channel_factory
+
+    _people(ctx.engine, hasher, 2)
+    campaign_id = _create(ctx.engine)
+    with ctx.engine.begin() as conn:
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=TUESDAY_MORNING)
+        ids = [r[0] for r in conn.execute(select(recipients.c.id).order_by(recipients.c.id))]
+        conn.execute(
+            update(recipients)
+            .where(recipients.c.id.in_(ids))
+            .values(state="unknown", error="timed out", updated_at=datetime(2020, 1, 1, tzinfo=UTC))
+        )
+    # The provider (the outbox) did get the first one.
+    channel = OutboxChannel(Path(ctx.settings.outbox_dir), "email")
+    channel.send_payloads([(m, channel.build(m)) for m in [_message(campaign_id, ids[0])]])
+    later = datetime.now(UTC) + timedelta(hours=1)
+    first = reconcile(ctx.engine, later, lambda c, b: None, channel_factory(ctx))
+    assert first.found_sent == 1
+    with ctx.engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(recipients))}
+    assert rows[ids[0]].state == "sent"
+    assert rows[ids[1]].state == "unknown" and ASKED in rows[ids[1]].error
+    again = reconcile(
+        ctx.engine, later + timedelta(hours=1), lambda c, b: None, channel_factory(ctx)
+    )
+    assert again.found_sent == 0
+
+
+def _message(campaign_id: int, recipient_id: int) -> Any:
+    from campaigns.channels.base import OutgoingMessage
+
+    return OutgoingMessage(recipient_id, campaign_id, "x@example.com", "s", "b", "u")
