@@ -277,7 +277,13 @@ class Sender:
             if not claimed:
                 return
             if self.throttle is not None:
-                self.throttle(camp, len(claimed))
+                try:
+                    self.throttle(camp, len(claimed))
+                except BaseException:
+                    # Not handed to the channel (the throttle's Redis may be down): back to
+                    # `queued` for the next delivery, not `unknown` for good.
+                    self._unclaim(claimed)
+                    raise
             with self.engine.connect() as conn:
                 messages = self._messages(conn, camp, claimed)
             checks: dict[int, tuple[datetime, str | None]] = {}
@@ -299,6 +305,15 @@ class Sender:
                 else:
                     result.retry = True
                 return
+
+    def _unclaim(self, ids: Sequence[int]) -> None:
+        """sending -> queued for claimed recipients the channel never saw."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(recipients)
+                .where(self._among(recipients.c.id, ids), recipients.c.state == SENDING)
+                .values(state=QUEUED, updated_at=self.now())
+            )
 
     def _sub_batch_for(self, camp: campaign_mod.Campaign) -> int:
         """The throttle admits a claimed sub-batch at once and it then goes out in one burst:
