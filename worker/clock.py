@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -22,12 +23,22 @@ from worker.services import channel_factory, clock
 
 log = logging.getLogger("outreach.clock")
 
-RECONCILE_SECONDS = 30
+RECONCILE_SECONDS = 30  # the default of OUTREACH_RECONCILE_SECONDS
 
 
-def reconcile_job(ctx: Context) -> Reconciled:
+def reconcile_job(ctx: Context, now: Callable[[], datetime] | None = None) -> Reconciled:
+    """One reconciliation. `now`: the process's clock, built once (a demo clock built per
+    call would stand still at OUTREACH_DEMO_NOW and never see anything stuck)."""
     actors.configure(ctx)
-    done = reconcile(ctx.engine, clock(ctx)(), actors.enqueue_batch, channel_factory(ctx))
+    s = ctx.settings
+    done = reconcile(
+        ctx.engine,
+        (now or clock(ctx))(),
+        actors.enqueue_batch,
+        channel_factory(ctx),
+        stuck_queued=timedelta(seconds=s.stuck_queued_seconds),
+        stuck_sending=timedelta(seconds=s.stuck_sending_seconds),
+    )
     if done.reenqueued or done.made_unknown:
         log.info(
             "reconciled: %d batches re-enqueued, %d recipients unknown, %d found sent",
@@ -40,8 +51,9 @@ def reconcile_job(ctx: Context) -> Reconciled:
 
 def jobs(ctx: Context) -> list[tuple[str, Callable[[], Any], int]]:
     """(name, function, interval in seconds) of every periodic job."""
+    now = clock(ctx)
     found: list[tuple[str, Callable[[], Any], int]] = [
-        ("reconcile", lambda: reconcile_job(ctx), RECONCILE_SECONDS)
+        ("reconcile", lambda: reconcile_job(ctx, now), ctx.settings.reconcile_seconds)
     ]
     found.extend(_optional_jobs(ctx))
     return found

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     partners_file: Path = Field(default=Path("partners.toml"), alias="OUTREACH_PARTNERS_FILE")
     lead_retention_days: int = Field(default=365, alias="OUTREACH_LEAD_RETENTION_DAYS", ge=1)
     sftp_poll_minutes: int = Field(default=5, alias="OUTREACH_SFTP_POLL_MINUTES", ge=1)
+    # The clock's reconciliation (campaigns.reconcile): how often, and when a batch still
+    # `queued` or a recipient still `sending` counts as stuck. Shorter in tests.
+    reconcile_seconds: int = Field(default=30, alias="OUTREACH_RECONCILE_SECONDS", ge=1)
+    stuck_queued_seconds: int = Field(default=120, alias="OUTREACH_STUCK_QUEUED_SECONDS", ge=1)
+    stuck_sending_seconds: int = Field(default=300, alias="OUTREACH_STUCK_SENDING_SECONDS", ge=1)
     # Opt-out intake (issue 6): provider webhooks and the company mailbox; unset: disabled.
     twilio_auth_token: str | None = Field(default=None, alias="TWILIO_AUTH_TOKEN")
     mailchimp_webhook_secret: str | None = Field(default=None, alias="MAILCHIMP_WEBHOOK_SECRET")
