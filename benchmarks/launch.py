@@ -90,9 +90,11 @@ def _launch(url: str, channel: str, trace: bool, out: Any) -> None:
     if trace:
         tracemalloc.start()
     started = time.perf_counter()
+    cpu = time.process_time()
     with engine.begin() as conn:
         summary = launch_mod.launch(conn, hasher, policy, camp.id)
     decided = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     with engine.connect() as conn:
         numbers = launch_mod.batches_to_enqueue(conn, camp.id)
     for n in numbers:
@@ -108,6 +110,7 @@ def _launch(url: str, channel: str, trace: bool, out: Any) -> None:
             "campaign_id": camp.id,
             "seconds": took,
             "decided_seconds": decided,
+            "cpu_seconds": cpu,
             "audience": summary.audience,
             "eligible": summary.eligible,
             "batches": len(numbers),
@@ -211,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             rate = got["audience"] / got["seconds"]
             print(
                 f"launch ({channel}): {got['seconds']:.1f} s for {got['audience']:,} contacts "
-                f"({rate:,.0f}/s): decided and stored in {got['decided_seconds']:.1f} s, "
+                f"({rate:,.0f}/s): decided and stored in {got['decided_seconds']:.1f} s "
+                f"(this process's CPU {got['cpu_seconds']:.1f} s), "
                 f"{got['batches']:,} batches enqueued on Redis; peak RSS {got['rss_mb']:.0f} MB "
                 f"({got['rss_before_mb']:.0f} MB before the launch) "
                 f"[target <= 10 s, <= 500 MB]"

@@ -66,16 +66,20 @@ def ledger_by_contact(
 
 def consents_by_contact(conn: Connection, low: int, high: int) -> dict[int, list[ConsentFacts]]:
     out: dict[int, list[ConsentFacts]] = defaultdict(list)
-    rows = conn.execute(
+    result = conn.execute(
         select(consent_records).where(consent_records.c.contact_id.between(low, high))
     )
-    for r in rows:
-        out[int(r.contact_id)].append(consent_facts(r._mapping))
+    keys = list(result.keys())
+    # Plain dicts: a chunk is tens of thousands of rows, and a dict's lookups cost a tenth
+    # of a RowMapping's.
+    for values in result.all():
+        row = dict(zip(keys, values, strict=True))
+        out[int(row["contact_id"])].append(consent_facts(row))
     return out
 
 
 def customers_by_contact(conn: Connection, low: int, high: int) -> dict[int, CustomerFacts]:
-    rows = conn.execute(select(customers).where(customers.c.contact_id.between(low, high)))
+    rows = conn.execute(select(customers).where(customers.c.contact_id.between(low, high))).all()
     return {int(r.contact_id): customer_facts(r._mapping) for r in rows}
 
 

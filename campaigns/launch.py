@@ -8,8 +8,10 @@ Preview does the same deciding and writes nothing.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -122,6 +124,20 @@ def _decided(
             )
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Deciding allocates millions of short-lived objects that form no reference cycles;
+    the cyclic collector would walk every live object again and again (40 % of a launch's
+    CPU). Paused while deciding, on again after (it then finds nothing to collect)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _sample(row: Any) -> dict[str, Any]:
     # Samples show who, without the address itself: the marketer sees a name and a postal code.
     return {
@@ -141,12 +157,13 @@ def preview(
     """Counts by decision and samples per reason; no side effects."""
     camp = campaign_mod.get(conn, campaign_id)
     summary = Summary()
-    for row, decision in _decided(conn, hasher, config, camp, now or datetime.now(UTC)):
-        summary.audience += 1
-        summary.by_decision[(decision.decision, decision.rule)] += 1
-        samples = summary.samples[decision.decision]
-        if len(samples) < SAMPLES_PER_REASON:
-            samples.append({**_sample(row), "rule": decision.rule, "basis": decision.basis})
+    with _collector_paused():
+        for row, decision in _decided(conn, hasher, config, camp, now or datetime.now(UTC)):
+            summary.audience += 1
+            summary.by_decision[(decision.decision, decision.rule)] += 1
+            samples = summary.samples[decision.decision]
+            if len(samples) < SAMPLES_PER_REASON:
+                samples.append({**_sample(row), "rule": decision.rule, "basis": decision.basis})
     summary.batches = -(-summary.eligible // camp.batch_size)
     return summary
 
@@ -244,13 +261,14 @@ def launch(
         # Token ids were reserved for this chunk only; the next chunk reserves again.
         next_token = None
 
-    for row, decision in _decided(conn, hasher, config, camp, now):
-        summary.audience += 1
-        summary.by_decision[(decision.decision, decision.rule)] += 1
-        pending.append((row, decision))
-        if len(pending) >= CHUNK:
-            write_pending()
-    write_pending()
+    with _collector_paused():
+        for row, decision in _decided(conn, hasher, config, camp, now):
+            summary.audience += 1
+            summary.by_decision[(decision.decision, decision.rule)] += 1
+            pending.append((row, decision))
+            if len(pending) >= CHUNK:
+                write_pending()
+        write_pending()
     summary.batches = -(-queued // camp.batch_size)
     if summary.batches:
         insert_rows(
