@@ -159,6 +159,7 @@ def test_a_campaign_sends_once_to_each_eligible_recipient(
 def test_an_opt_out_committed_after_launch_stops_the_send(
     ctx: Context, hasher: Hasher, worker: dramatiq.Worker
 ) -> None:
+    """ALL-6 and EM-3: an opt-out committed after launch is effective at the next send."""
     from suppression.identity import email_identity
 
     _people(ctx.engine, hasher, 6)
