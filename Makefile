@@ -30,6 +30,8 @@ check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.normalize
 	$(BIN)/python -m benchmarks.screen
+	$(BIN)/python -m benchmarks.launch
+	$(BIN)/python -m benchmarks.pipeline
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
