@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--prefetch", type=int, default=1, help="messages per process (1: as `outreach worker`)"
+    )
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--baseline-sample", type=int, default=5_000)
     args = parser.parse_args(argv)
@@ -127,14 +130,19 @@ def main(argv: list[str] | None = None) -> int:
             "OUTREACH_LOG_LEVEL": "WARNING",
         }
         workers = common.WorkerProcesses(
-            env, Path(tmp), modules=("worker.actors", "benchmarks.pipeline"), threads=args.threads
+            env,
+            Path(tmp),
+            modules=("worker.actors", "benchmarks.pipeline"),
+            threads=args.threads,
+            prefetch=args.prefetch,
         )
         enqueuer = common.Enqueuer()
         try:
             workers.start(args.processes)
             print(
-                f"{args.processes} worker processes x {args.threads} threads, prefetch 1 "
-                "(as `outreach worker` runs them), Redis and PostgreSQL on this machine"
+                f"{args.processes} worker processes x {args.threads} threads, prefetch "
+                f"{args.prefetch}{' (as `outreach worker` runs them)' if args.prefetch == 1 else ''}"
+                ", Redis and PostgreSQL on this machine"
             )
 
             def done() -> bool:
@@ -204,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                 same = _baseline(enqueuer, sample)
                 print(
                     f"dramatiq baseline, one no-op message per recipient on the same two "
-                    f"processes (prefetch 1): {same:,.0f} messages/s ({sample:,} messages); "
+                    f"processes (prefetch {args.prefetch}): {same:,.0f} messages/s "
+                    f"({sample:,} messages); "
                     f"the batched send path is {rate / same:,.0f}x that"
                 )
                 workers.stop()
