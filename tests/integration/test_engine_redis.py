@@ -4,10 +4,10 @@ Each test runs two `outreach worker` processes (dramatiq, one message prefetched
 process) against a throwaway PostgreSQL database and Redis db 14. This process launches
 the campaign with `campaigns.launch` and puts its batches on Redis itself (a RedisBroker
 built here, raw `send_batch` messages: `worker.actors` may already be imported in this
-test session with the in-process broker). Pause, resume and cancel go through the
-`outreach campaign` command in a subprocess, as a marketer would run them. What the
-workers did is read back from the store and from the outbox files (one per worker
-process).
+test session with the in-process broker). Resume and cancel go through the `outreach
+campaign` command in a subprocess, as a marketer would run them (pause is committed
+in-process, to count what was in flight right after its commit). What the workers did
+is read back from the store and from the outbox files (one per worker process).
 """
 
 from __future__ import annotations
@@ -470,7 +470,10 @@ def test_pause_takes_effect_within_one_sub_batch_and_resume_finishes(harness: Ha
     h.workers.start(WORKER_PROCESSES)
     h.enqueue_all(campaign_id)
     h.wait_for("sending", lambda: h.states(campaign_id)["sent"] >= 300, 30, _nothing)
-    h.cli("campaign", "pause", str(campaign_id))
+    # What `outreach campaign pause` does, here in-process so that the count right after
+    # the commit is taken within milliseconds of it.
+    with h.ctx.engine.begin() as conn:
+        campaign_mod.move(conn, campaign_id, campaign_mod.PAUSED)
     at_pause = h.states(campaign_id)
     h.wait_for("pause settled", lambda: h.settled(campaign_id), 20, _nothing)
     paused = h.states(campaign_id)
