@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -63,7 +64,10 @@ from suppression.policy import PolicyConfig, recheck
 from suppression.schema import ledger_entries
 
 LEASE = timedelta(seconds=30)
-SUB_BATCH = 100
+# Recipients claimed at once: a whole batch at the default size (one claim, one render, one
+# re-check, one outcome update per batch). Also the most a pause or cancel lets through per
+# worker process, and the most a killed worker can leave `unknown`.
+SUB_BATCH = 1000
 MAX_BATCH_ATTEMPTS = 6
 
 
@@ -144,17 +148,16 @@ class Sender:
                 result.delay_until = opening
                 result.skipped = "quiet_hours"
                 return result
-            lease = self._take_lease(conn, campaign_id, batch_no, now)
+            attempts, lease = self._take_lease(conn, campaign_id, batch_no, now)
             if lease is not None:
                 result.skipped, result.delay_until = lease
                 return result
-            attempts = conn.execute(
-                select(batches.c.attempts).where(
-                    batches.c.campaign_id == campaign_id, batches.c.batch_no == batch_no
-                )
-            ).scalar_one()
+            leftovers = self._leftovers_unknown(conn, campaign_id, batch_no, now)
         channel = self.channel_for(camp)
-        self._settle_leftovers(channel, campaign_id, batch_no, result)
+        if leftovers:
+            # Asked outside the transaction: the channel may have to call the provider.
+            reconcile_unknown(self.engine, channel, campaign_id, leftovers, self.now())
+            result.counts["unknown"] += len(leftovers)
         if attempts > MAX_BATCH_ATTEMPTS:
             self._give_up(campaign_id, batch_no, result)
         else:
@@ -164,8 +167,10 @@ class Sender:
 
     def _take_lease(
         self, conn: Connection, campaign_id: int, batch_no: int, now: datetime
-    ) -> tuple[str, datetime | None] | None:
-        taken = conn.execute(
+    ) -> tuple[int, tuple[str, datetime | None] | None]:
+        """(attempts so far, None) when this delivery holds the batch now; else (0, why not:
+        done, or busy until when)."""
+        attempts = conn.execute(
             update(batches)
             .where(
                 batches.c.campaign_id == campaign_id,
@@ -176,48 +181,41 @@ class Sender:
                 ),
             )
             .values(state="running", started_at=now, attempts=batches.c.attempts + 1)
-        ).rowcount
-        if taken == 1:
-            return None
+            .returning(batches.c.attempts)
+        ).scalar()
+        if attempts is not None:
+            return int(attempts), None
         row = conn.execute(
             select(batches.c.state, batches.c.started_at).where(
                 batches.c.campaign_id == campaign_id, batches.c.batch_no == batch_no
             )
         ).first()
         if row is None or row.state == "done":
-            return ("done", None)
+            return 0, ("done", None)
         started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=UTC)
-        return ("busy", started + LEASE)
+        return 0, ("busy", started + LEASE)
 
-    def _settle_leftovers(
-        self, channel: Channel, campaign_id: int, batch_no: int, result: BatchResult
-    ) -> None:
-        """Recipients left in `sending` by a crashed delivery: unknown, then reconciled."""
-        with self.engine.begin() as conn:
-            ids = [
-                int(r[0])
-                for r in conn.execute(
-                    select(recipients.c.id).where(
-                        recipients.c.campaign_id == campaign_id,
-                        recipients.c.batch_no == batch_no,
-                        recipients.c.state == SENDING,
-                    )
-                )
-            ]
-            if not ids:
-                return
-            now = self.now()
-            conn.execute(
-                update(recipients)
-                .where(recipients.c.id.in_(ids))
-                .values(
-                    state=UNKNOWN,
-                    error="outcome unknown after an interrupted delivery",
-                    updated_at=now,
-                )
+    def _leftovers_unknown(
+        self, conn: Connection, campaign_id: int, batch_no: int, now: datetime
+    ) -> list[int]:
+        """Recipients left in `sending` by an interrupted delivery (we hold the lease, so it
+        is not working any more) become `unknown`, never `queued` (guarantee 2); the caller
+        asks the channel which of them it did receive."""
+        rows = conn.execute(
+            update(recipients)
+            .where(
+                recipients.c.campaign_id == campaign_id,
+                recipients.c.batch_no == batch_no,
+                recipients.c.state == SENDING,
             )
-        reconcile_unknown(self.engine, channel, campaign_id, ids, self.now())
-        result.counts["unknown"] += len(ids)
+            .values(
+                state=UNKNOWN,
+                error="outcome unknown after an interrupted delivery",
+                updated_at=now,
+            )
+            .returning(recipients.c.id)
+        )
+        return sorted(int(r[0]) for r in rows)
 
     def _give_up(self, campaign_id: int, batch_no: int, result: BatchResult) -> None:
         with self.engine.begin() as conn:
@@ -257,6 +255,7 @@ class Sender:
     def _send_claimed(
         self, camp: campaign_mod.Campaign, channel: Channel, batch_no: int, result: BatchResult
     ) -> None:
+        limit = self._sub_batch_for(camp)
         while True:
             with self.engine.begin() as conn:
                 state = conn.execute(
@@ -267,7 +266,7 @@ class Sender:
                         self._cancel_batch(conn, camp.id, batch_no)
                     result.skipped = state
                     return
-                claimed = self._claim(conn, camp.id, batch_no, self._sub_batch_for(camp))
+                claimed = self._claim(conn, camp.id, batch_no, limit)
                 # Renew the lease while we work.
                 conn.execute(
                     update(batches)
@@ -284,19 +283,22 @@ class Sender:
                     # `queued` for the next delivery, not `unknown` for good.
                     self._unclaim(claimed)
                     raise
+            checks: dict[int, tuple[datetime, str | None]] = {}
             with self.engine.connect() as conn:
                 messages = self._messages(conn, camp, claimed)
-            checks: dict[int, tuple[datetime, str | None]] = {}
+                conn.rollback()
 
-            def check(
-                ids: Sequence[int], checks: dict[int, tuple[datetime, str | None]] = checks
-            ) -> dict[int, str]:
-                stopped, at = self.recheck(camp, ids)
-                for rid in ids:
-                    checks[rid] = (at, stopped.get(rid))
-                return stopped
+                def check(
+                    ids: Sequence[int],
+                    checks: dict[int, tuple[datetime, str | None]] = checks,
+                    conn: Connection = conn,
+                ) -> dict[int, str]:
+                    stopped, at = self.recheck(camp, ids, conn)
+                    for rid in ids:
+                        checks[rid] = (at, stopped.get(rid))
+                    return stopped
 
-            outcomes = channel.deliver(messages, check)
+                outcomes = channel.deliver(messages, check)
             self._record(camp.id, outcomes, checks, result)
             if any(o.state == "retry" for o in outcomes):
                 delays = [o.retry_after for o in outcomes if o.retry_after]
@@ -305,6 +307,8 @@ class Sender:
                 else:
                     result.retry = True
                 return
+            if len(claimed) < limit:
+                return  # nothing left, or another delivery holds the rest
 
     def _unclaim(self, ids: Sequence[int]) -> None:
         """sending -> queued for claimed recipients the channel never saw."""
@@ -438,11 +442,13 @@ class Sender:
         return or_(*[ledger_entries.c.key_hash == h for h in hashes])
 
     def recheck(
-        self, camp: campaign_mod.Campaign, ids: Sequence[int]
+        self, camp: campaign_mod.Campaign, ids: Sequence[int], conn: Connection | None = None
     ) -> tuple[dict[int, str], datetime]:
         """ALL-6 and ALL-8 for many recipients in one query: {recipient_id: rule} of those
         that must not be sent now. An opt-out committed before this query stops the send:
-        effective immediately, well inside the 2 days of EM-3."""
+        effective immediately, well inside the 2 days of EM-3. On `conn` when given, which
+        must have no transaction open (on SQLite an open one would not see later commits);
+        the query's transaction is ended right after it."""
         now = self.now()
         since = now - timedelta(days=self.config.frequency_window_days)
         r2 = recipients.alias("earlier")
@@ -480,8 +486,12 @@ class Sender:
         )
         statuses: dict[int, Status] = defaultdict(Status)
         recent_by: dict[int, int] = {}
-        with self.engine.connect() as conn:
-            for row in conn.execute(query):
+        with ExitStack() as stack:
+            if conn is None:
+                conn = stack.enter_context(self.engine.connect())
+            rows = conn.execute(query).all()
+            conn.rollback()
+            for row in rows:
                 rid = int(row.rid)
                 recent_by[rid] = int(row.recent)
                 if row.id is not None:
