@@ -1,16 +1,19 @@
 """The send path: recipients per second through two worker processes on Redis and PostgreSQL.
 
     python -m benchmarks.pipeline [--recipients 100000] [--batch-size 500] [--threads 4]
+                                  [--prefetch 1] [--skip-baseline] [--baseline-sample 5000]
 
 On a throwaway PostgreSQL database, N synthetic partner leads with consent are loaded
 (COPY) with a ledger of 10 N entries (2 % of the people in it), an email campaign is
 launched, and 1 % of the recipients opt out after the launch (they must be stopped by
 the send-time check). Two `dramatiq worker.actors` processes (prefetch 1, as `outreach
-worker` runs them) on Redis db 15 then send it through the outbox channel: the figure
-is recipients per second from the first enqueue to the campaign being `done`, i.e. the
-whole send path per recipient: claim (queued -> sending), render, the send-time
-re-check of the ledger and the frequency cap, the outbox write (fsynced), the outcome
-and the contact's last-contacted time.
+worker` runs them; --prefetch to try more) on Redis db 12 then send it through the
+outbox channel: the figure is recipients per second from the first enqueue to the
+campaign being `done`, i.e. the whole send path per recipient: claim (queued ->
+sending), render, the send-time re-check of the ledger and the frequency cap, the
+outbox write (fsynced), the outcome and the contact's last-contacted time. Beside it,
+the CPU the worker processes and the database's PostgreSQL backends spent per
+recipient (from /proc): a figure that holds whatever else the machine is doing.
 
 Baseline in the same run: dramatiq's own rate for one message per recipient, a no-op
 actor (`bench_noop` below, imported by the workers), from the first enqueue to the
