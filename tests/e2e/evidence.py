@@ -2,10 +2,11 @@
 
 A message is the fake Twilio's record of a message it accepted: the number it went to,
 its body (which carries the recipient's own unsubscribe link, so the link's token names
-the recipient), its sid and the wall-clock time it arrived. Times compared across
-processes are wall-clock times of this machine: when the fake received a message, when
-this process got an answer. A worker's own times (`checked_at`, `sent_at`) are on its
-demo clock; only their differences are used.
+the recipient), its sid, and the wall-clock times its request arrived (`t_wall`) and its
+answer was ready (`t_answered`). Times compared across processes are wall-clock times
+of this machine: when the fake received or answered a message, when this process got an
+answer from the web. A worker's own times (`checked_at`, `sent_at`) are on its demo
+clock; only their differences are used.
 """
 
 from __future__ import annotations
@@ -49,41 +50,43 @@ def duplicates_by_number(
 
 def check_times(
     recipients: Sequence[Recipient], messages: Mapping[int, Sequence[Mapping[str, Any]]]
-) -> dict[int, float]:
-    """The wall-clock time of each sent recipient's send-time check.
+) -> dict[int, tuple[float, float]]:
+    """When each sent recipient's send-time check happened, on this machine's wall clock:
+    (earliest, latest).
 
-    One delivery checks a sub-batch in one query (`checked_at`), sends it, then records
-    the outcomes at one time (`sent_at`), both on the worker's clock. The outcomes are
-    recorded right after the fake received the sub-batch's last message, so the check
-    happened `sent_at - checked_at` before that message arrived. This reads low by the
-    time between the fake's receipt of that message and the worker's `now()` (the
-    answer's way back: milliseconds)."""
-    groups: dict[tuple[datetime, datetime], list[int]] = defaultdict(list)
+    A worker records on its demo clock, some `offset` seconds off the wall clock, the same
+    for everything one process records. One delivery checks a sub-batch in one query
+    (`checked_at`), sends it, then records the outcomes at one time (`sent_at`). So the
+    check came before the fake received the sub-batch's first message (offset >=
+    checked_at - that arrival), and the outcomes were recorded after the fake answered its
+    last one (offset <= sent_at - that answer). The sub-batches of a batch are sent by one
+    delivery, one process: together their bounds pin its offset down to milliseconds. A
+    batch worked by two processes (a lease taken over) may give bounds that disagree; its
+    sub-batches then keep their own."""
+    groups: dict[tuple[datetime, datetime], list[Recipient]] = defaultdict(list)
     for r in recipients:
         if r.state == "sent" and r.checked_at is not None and r.sent_at is not None:
-            groups[(r.checked_at, r.sent_at)].append(r.id)
-    found: dict[int, float] = {}
-    for (checked, sent), ids in groups.items():
-        arrivals = [float(m["t_wall"]) for rid in ids for m in messages.get(rid, ())]
-        if not arrivals:
+            groups[(r.checked_at, r.sent_at)].append(r)
+    bounds: dict[tuple[datetime, datetime], tuple[float, float]] = {}
+    by_batch: dict[int | None, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for (checked, sent), members in groups.items():
+        got = [m for r in members for m in messages.get(r.id, ())]
+        if not got:
             continue
-        at = max(arrivals) - (sent - checked).total_seconds()
-        for rid in ids:
-            found[rid] = at
+        low = checked.timestamp() - min(float(m["t_wall"]) for m in got)
+        high = sent.timestamp() - max(float(m["t_answered"]) for m in got)
+        bounds[(checked, sent)] = (low, high)
+        by_batch[members[0].batch_no].append((checked, sent))
+    found: dict[int, tuple[float, float]] = {}
+    for keys in by_batch.values():
+        low = max(bounds[k][0] for k in keys)
+        high = min(bounds[k][1] for k in keys)
+        for k in keys:
+            offset = (low, high) if low <= high else bounds[k]
+            at = k[0].timestamp()
+            for r in groups[k]:
+                found[r.id] = (at - offset[1], at - offset[0])
     return found
-
-
-def check_lead_times(
-    recipients: Sequence[Recipient], messages: Mapping[int, Sequence[Mapping[str, Any]]]
-) -> list[float]:
-    """Seconds from each sent recipient's estimated check to its message's arrival: never
-    negative if the estimate is sound (a check always precedes the send)."""
-    checks = check_times(recipients, messages)
-    return [
-        min(float(m["t_wall"]) for m in messages[rid]) - at
-        for rid, at in checks.items()
-        if messages.get(rid)
-    ]
 
 
 @dataclass
@@ -96,6 +99,7 @@ class OptOutOutcome:
     sent_before: int  # a message checked before the 200
     arrived_after_200: int  # of those, the message reached the fake after the 200
     close_calls: int  # of those, checked less than 50 ms before the 200
+    undecided: int  # of those, the 200 falls inside the interval of the check's time
     violations: list[int]  # a message whose send-time check came after the 200
     unexplained: list[int]  # none of the above (should not happen)
 
@@ -106,11 +110,12 @@ def opt_out_outcome(
     messages: Mapping[int, Sequence[Mapping[str, Any]]],
 ) -> OptOutOutcome:
     """Guarantee 1 counted from the fake's log: a violation is a recipient who got a message
-    whose send-time check came after the 200 of their unsubscribe. A message with no check
-    time to go by (none recorded) counts as a violation if it arrived after the 200."""
+    whose send-time check came after the 200 of their unsubscribe (its earliest possible
+    time, check_times). A message with no check time to go by (none recorded) counts as a
+    violation if it arrived after the 200."""
     rows = {r.id: r for r in recipients}
     checks = check_times(recipients, messages)
-    stopped = sent = late_arrival = close_calls = unknown = 0
+    stopped = sent = late_arrival = close_calls = undecided = unknown = 0
     violations: list[int] = []
     unexplained: list[int] = []
     for rid, t200 in answered_at.items():
@@ -127,8 +132,15 @@ def opt_out_outcome(
         arrived = min(float(m["t_wall"]) for m in got)
         late_arrival += arrived > t200
         checked = checks.get(rid)
-        close_calls += checked is not None and 0 <= t200 - checked < 0.05
-        if (checked is None and arrived > t200) or (checked is not None and checked > t200):
+        if checked is None:
+            # No check time recorded (an `unknown` found sent): judged by its arrival.
+            if arrived > t200:
+                violations.append(rid)
+            continue
+        earliest, latest = checked
+        close_calls += 0 <= t200 - latest < 0.05
+        undecided += earliest <= t200 < latest
+        if earliest > t200:
             violations.append(rid)
     return OptOutOutcome(
         answered=len(answered_at),
@@ -137,6 +149,7 @@ def opt_out_outcome(
         sent_before=sent,
         arrived_after_200=late_arrival,
         close_calls=close_calls,
+        undecided=undecided,
         violations=violations,
         unexplained=unexplained,
     )

@@ -453,7 +453,8 @@ timeout_seconds = 10
                 select(
                     recipients.c.id, recipients.c.state, recipients.c.token_id,
                     recipients.c.checked_at, recipients.c.sent_at, recipients.c.provider_id,
-                    recipients.c.send_rule, contacts.c.phone, contacts.c.email,
+                    recipients.c.send_rule, recipients.c.batch_no, contacts.c.phone,
+                    contacts.c.email,
                 )
                 .join(contacts, contacts.c.id == recipients.c.contact_id)
                 .where(recipients.c.campaign_id == campaign_id)
@@ -467,6 +468,7 @@ timeout_seconds = 10
                 sent_at=r.sent_at,
                 provider_id=r.provider_id,
                 send_rule=r.send_rule,
+                batch_no=r.batch_no,
                 phone=r.phone,
                 email=r.email,
                 token=tokens.encode(self.hasher, int(r.token_id)) if r.token_id else "",
@@ -477,7 +479,14 @@ timeout_seconds = 10
     # -- the fakes ------------------------------------------------------------------------
 
     def twilio_messages(self) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = _get_json(f"{self.twilio_url}/_fake/state")["messages"]
+        """The messages the fake accepted, each with `t_wall` (its request arrived) and
+        `t_answered` (the fake had its answer ready), wall-clock seconds."""
+        state = _get_json(f"{self.twilio_url}/_fake/state")
+        requests = {r["seq"]: r for r in state["requests"]}
+        messages: list[dict[str, Any]] = state["messages"]
+        for m in messages:
+            r = requests[m["seq"]]
+            m["t_answered"] = m["t_wall"] + (r["t_done_monotonic"] - r["t_monotonic"])
         return messages
 
     def twilio_problems(self) -> list[Any]:
@@ -502,6 +511,7 @@ class Recipient:
     sent_at: datetime | None
     provider_id: str | None
     send_rule: str | None
+    batch_no: int | None
     phone: str | None
     email: str | None
     token: str
