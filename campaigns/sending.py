@@ -151,8 +151,16 @@ class Sender:
             attempts, lease = self._take_lease(conn, campaign_id, batch_no, now)
             if lease is not None:
                 result.skipped, result.delay_until = lease
-                return result
-            leftovers = self._leftovers_unknown(conn, campaign_id, batch_no, now)
+            else:
+                leftovers = self._leftovers_unknown(conn, campaign_id, batch_no, now)
+        if result.skipped == "done":
+            # A delivery of a finished batch (a resume after a pause at the very end) lets a
+            # whole-campaign channel send what is staged, and closes the campaign.
+            self._finalize_if_staged(campaign_id)
+            with self.engine.begin() as conn:
+                finish_campaign_if_done(conn, campaign_id, self.now())
+        if lease is not None:
+            return result
         channel = self.channel_for(camp)
         if leftovers:
             # Asked outside the transaction: the channel may have to call the provider.

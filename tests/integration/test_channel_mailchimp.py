@@ -386,3 +386,36 @@ def test_the_connection_gate_holds_across_worker_processes_through_redis(
 def campaign_mod_get(ctx: Context, campaign_id: int) -> campaign_mod.Campaign:
     with ctx.engine.connect() as conn:
         return campaign_mod.get(conn, campaign_id)
+
+
+def test_a_campaign_paused_when_every_batch_is_staged_is_sent_on_resume(
+    ctx: Context, hasher: Hasher, worker: dramatiq.Worker, fake_mailchimp: FakeMailchimp
+) -> None:
+    """Paused while its last batch syncs: the batch is staged and nothing is sent;
+    `resume` enqueues a delivery of the finished batch, which sends everyone once."""
+    from worker.commands.campaign import _enqueue
+
+    actors.configure(Context(ctx.settings.model_copy(update={"mailchimp_timeout": 30.0})))
+    campaign_id = create(ctx, hasher, 4, batch_size=10)
+    fake_mailchimp.delay_next(2.0, method="POST", path=f"/lists/{DEFAULT_LIST_ID}")
+    actors.enqueue_batch(campaign_id, 0)
+    wait_for(
+        lambda: any(r.get("delayed") and r["status"] is None for r in fake_mailchimp.requests),
+        "the batch's sync to be held",
+    )
+    with ctx.engine.begin() as conn:  # what `outreach campaign pause` does
+        campaign_mod.move(conn, campaign_id, campaign_mod.PAUSED)
+    actors.broker.join("sends")
+    worker.join()
+    assert fake_mailchimp.sends == []
+    assert set(states(ctx.engine, campaign_id).values()) == {"staged"}
+
+    with ctx.engine.begin() as conn:  # what `outreach campaign resume` does
+        campaign_mod.move(conn, campaign_id, campaign_mod.RUNNING)
+    _enqueue(ctx, campaign_id)
+    actors.broker.join("sends")
+    worker.join()
+    assert set(states(ctx.engine, campaign_id).values()) == {"sent"}
+    assert fake_mailchimp.deliveries_by_email() == {email(n): 1 for n in range(4)}
+    with ctx.engine.connect() as conn:
+        assert campaign_mod.get(conn, campaign_id).state == campaign_mod.DONE

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from campaigns import campaign as campaign_mod
 from campaigns import launch as launch_mod
@@ -27,6 +27,13 @@ def _enqueue(ctx: Context, campaign_id: int) -> list[int]:
             .values(state=QUEUED)
         )
         numbers = launch_mod.batches_to_enqueue(conn, campaign_id)
+        any_batch = conn.execute(
+            select(batches.c.batch_no).where(batches.c.campaign_id == campaign_id).limit(1)
+        ).first()
+    if not numbers and any_batch is not None:
+        # Nothing left to send, but a whole-campaign channel may still have to send the
+        # staged recipients: a delivery of a finished batch finalizes (campaigns.sending).
+        actors.enqueue_batch(campaign_id, int(any_batch[0]))
     for n in numbers:
         actors.enqueue_batch(campaign_id, n)
     return numbers
