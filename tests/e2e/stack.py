@@ -316,7 +316,6 @@ timeout_seconds = 10
             self.env(DATABASE_URL=proxied),
             self.work,
         )
-        web = self.web
 
         def healthy() -> bool:
             try:
@@ -324,7 +323,7 @@ timeout_seconds = 10
             except httpx.HTTPError:
                 return False
 
-        self.wait("web answers /healthz", healthy, 60, web)
+        self.wait("web answers /healthz", healthy, 60, self.web)
 
     def start_clock(self) -> None:
         self.clock = self.procs.start("clock", [OUTREACH, "clock"], self.env(), self.work)
@@ -349,6 +348,12 @@ timeout_seconds = 10
 
     def running_workers(self) -> list[Proc]:
         return [w for w in self.workers if w.alive()]
+
+    def assert_running(self) -> None:
+        """The web process, the clock and two workers are up (none died of a fault)."""
+        for proc in (self.web, self.clock):
+            assert proc is not None and proc.alive(), f"{proc and proc.name} exited"
+        assert len(self.running_workers()) == 2, "a worker exited"
 
     def wait(
         self,
