@@ -4,8 +4,8 @@ Tuned so that the messages of a SIGKILLed worker come back to another worker wit
 about a minute: a worker is presumed dead 15 s after its last heartbeat, and every
 fetch has a 5 % chance of running the maintenance that requeues a dead worker's
 unacknowledged messages (the default, 0.1 %, can take many minutes on a quiet
-queue). `outreach worker` also keeps the prefetch at one message per thread so that a
-dying worker holds as few messages as possible.
+queue). `outreach worker` also keeps the prefetch at two messages per process so that a
+dying worker holds few batches.
 
 A consumer that holds its prefetch, or finds its queue empty, sleeps before it fetches
 again, backing off up to the worker timeout (1 s). With a prefetch of one, that sleep

@@ -1,6 +1,6 @@
 """The campaign engine with the real Redis broker and real worker processes, on PostgreSQL.
 
-Each test runs two `outreach worker` processes (dramatiq, one message prefetched per
+Each test runs two `outreach worker` processes (dramatiq, PREFETCH messages prefetched per
 process) against a throwaway PostgreSQL database and Redis db 14. This process launches
 the campaign with `campaigns.launch` and puts its batches on Redis itself (a RedisBroker
 built here, raw `send_batch` messages: `worker.actors` may already be imported in this
@@ -44,6 +44,7 @@ from tests.factories import add_person
 from tests.services import require, throwaway_postgres
 from worker import db, settings
 from worker.broker import SEND_QUEUE, make_broker
+from worker.commands.processes import PREFETCH
 from worker.context import Context
 from worker.services import channel_factory, clock
 from worker.services import sender as build_sender
@@ -52,9 +53,9 @@ pytestmark = pytest.mark.integration
 
 REDIS_URL = os.environ.get("OUTREACH_TEST_ENGINE_REDIS", "redis://127.0.0.1:6379/14")
 WORKER_PROCESSES = 2
-# `outreach worker` prefetches one message per process: at most one batch in progress each,
-# and in it at most one claimed sub-batch.
-IN_FLIGHT_BATCHES = WORKER_PROCESSES
+# `outreach worker` prefetches PREFETCH messages per process: at most that many batches in
+# progress each, and in each at most one claimed sub-batch.
+IN_FLIGHT_BATCHES = WORKER_PROCESSES * PREFETCH
 EMAIL_TEMPLATE = (
     "Subject: Nytt fra {{ organisation.name }}\n\n"
     "Hei {{ first_name }}!\n{{ source_notice }}\nAvmeld: {{ unsubscribe_url }}\n"
@@ -133,7 +134,6 @@ class Harness:
             "OUTREACH_ORGANISATION_NAME": ORG_NAME,
             "OUTREACH_ORGANISATION_NUMBER": ORG_NUMBER,
             "OUTREACH_OUTBOX_DIR": str(self.outbox),
-            "dramatiq_queue_prefetch": "1",
         }
         self.ctx = Context(
             settings.load(
