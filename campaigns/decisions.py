@@ -25,9 +25,8 @@ from sqlalchemy import (
 from campaigns.campaign_schema import recipients
 from campaigns.people import consent_facts, customer_facts
 from campaigns.schema import consent_records, contacts, customers
-from suppression.keys import Hasher
-from suppression.ledger import Entry, Ledger, Status
-from suppression.policy import CHANNEL_SCOPE, ConsentFacts, CustomerFacts, RegisterFacts
+from suppression.ledger import Entry, Status
+from suppression.policy import ConsentFacts, CustomerFacts, RegisterFacts
 from suppression.register import Snapshot
 from suppression.schema import ledger_entries, register_entries
 
@@ -41,27 +40,6 @@ ADDRESS_COLUMN = {
     "call": "phone_hash",
     "post": "name_address_hash",
 }
-
-
-def digests_of(contact: Any) -> list[bytes]:
-    return [bytes(contact[c]) for c in HASH_COLUMNS if contact[c] is not None]
-
-
-def ledger_by_contact(
-    conn: Connection, hasher: Hasher, contact_rows: Sequence[Any]
-) -> dict[int, Status]:
-    """Ledger status per contact id, over all of each contact's identities."""
-    owners: dict[bytes, list[int]] = defaultdict(list)
-    for c in contact_rows:
-        for d in digests_of(c):
-            owners[d].append(int(c["id"]))
-    result: dict[int, Status] = {}
-    for digest, status in Ledger(conn, hasher).screen(owners.keys()):
-        for contact_id in owners[digest]:
-            result.setdefault(contact_id, Status()).entries.extend(status.entries)
-    for status in result.values():
-        status.entries.sort(key=lambda e: (e.occurred_at, e.id))
-    return result
 
 
 def consents_by_contact(conn: Connection, low: int, high: int) -> dict[int, list[ConsentFacts]]:
@@ -265,7 +243,3 @@ def register_hits(
                 reserved_post=bool(post),
             ),
         )
-
-
-def scope_of(channel: str) -> str:
-    return CHANNEL_SCOPE[channel]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, or_, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from campaigns.optouts.review import clear_texts
 from campaigns.schema import (
@@ -219,12 +219,3 @@ def forget(
             update(contacts).where(contacts.c.id == contact_id).values(**cleared, updated_at=now)
         ).rowcount
     return counts
-
-
-def any_plaintext(conn: Connection, value: str) -> bool:
-    """Whether a plaintext value is still in a contact's plaintext columns."""
-    cols = [contacts.c[name] for name in PLAINTEXT_COLUMNS["contacts"]]
-    return (
-        conn.execute(select(contacts.c.id).where(or_(*[c == value for c in cols]))).first()
-        is not None
-    )

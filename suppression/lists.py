@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -128,8 +127,3 @@ def parse_mailchimp(data: bytes) -> tuple[list[ListItem], list[RowError]]:
         event = f"mailchimp:{time_column or 'export'}:{stamp}"
         items.append(ListItem(line_no, ident, occurred, event))
     return items, errors
-
-
-def iter_identities(items: list[ListItem]) -> Iterator[Identity]:
-    for item in items:
-        yield item.identity

@@ -160,7 +160,3 @@ def log_level() -> str:
     """The log level, readable before the other settings are checked (OUTREACH_LOG_LEVEL)."""
     level = os.environ.get("OUTREACH_LOG_LEVEL", "INFO").upper()
     return level if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO"
-
-
-def secret_file() -> Path:
-    return Path(".outreach-secret")

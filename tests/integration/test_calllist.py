@@ -67,16 +67,6 @@ def cli(ctx: Context, store_url: str) -> Cli:
     return runner
 
 
-@pytest.fixture
-def worker() -> Iterator[dramatiq.Worker]:
-    broker = actors.broker
-    broker.flush_all()
-    w = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
-    w.start()
-    yield w
-    w.stop()
-
-
 def load_register(ctx: Context, tmp_path: Path, *listed: int, age_days: int = 0) -> None:
     path = tmp_path / f"register-{len(listed)}-{age_days}.csv"
     path.write_text(

@@ -51,16 +51,6 @@ def ctx(store_url: str, tmp_path: Path) -> Iterator[Context]:
     context.engine.dispose()
 
 
-@pytest.fixture
-def worker() -> Iterator[dramatiq.Worker]:
-    broker = actors.broker
-    broker.flush_all()
-    w = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
-    w.start()
-    yield w
-    w.stop()
-
-
 def _people(engine: Engine, hasher: Hasher, count: int) -> list[int]:
     with engine.begin() as conn:
         return [add_person(conn, hasher, n) for n in range(count)]

@@ -65,16 +65,6 @@ def ctx(store_url: str, tmp_path: Path, fake_mailchimp: FakeMailchimp) -> Iterat
     context.engine.dispose()
 
 
-@pytest.fixture
-def worker() -> Iterator[dramatiq.Worker]:
-    broker = actors.broker
-    broker.flush_all()
-    w = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
-    w.start()
-    yield w
-    w.stop()
-
-
 def email(n: int) -> str:
     return f"ola{n}@example.com"
 

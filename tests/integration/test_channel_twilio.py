@@ -66,16 +66,6 @@ def ctx(store_url: str, tmp_path: Path, fake_twilio: FakeTwilio) -> Iterator[Con
     context.engine.dispose()
 
 
-@pytest.fixture
-def worker() -> Iterator[dramatiq.Worker]:
-    broker = actors.broker
-    broker.flush_all()
-    w = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
-    w.start()
-    yield w
-    w.stop()
-
-
 def phone(n: int) -> str:
     """The E.164 number of `add_person(n)`."""
     return normalise_phone(f"4{n:07d}").e164
