@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import dramatiq
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from campaigns import report
+from campaigns import campaign, report
 from campaigns.campaign_schema import FINAL_STATES
 from worker import actors
 from worker.broker import SEND_QUEUE, is_embedded
@@ -36,14 +36,14 @@ def watch(
     tasks = {}
     for cid in campaign_ids:
         with ctx.engine.connect() as conn:
-            camp = report.build(conn, cid).campaign
+            camp = campaign.get(conn, cid)
         tasks[cid] = progress.add_task(f"campaign {cid} ({camp.channel})", total=None, states="")
     while True:
         finished = True
         for cid, task in tasks.items():
             with ctx.engine.connect() as conn:
                 states = report.counts(conn, cid)
-                camp_state = report.build(conn, cid).campaign.state
+                camp_state = campaign.get(conn, cid).state
             eligible = sum(n for s, n in states.items() if s != "excluded")
             done = sum(n for s, n in states.items() if s in FINAL_STATES and s != "excluded")
             progress.update(
