@@ -1,26 +1,34 @@
 """SMS throughput: the campaign engine, two worker processes, the real Twilio SDK, the fake.
 
-    python -m benchmarks.sms [--recipients 20000] [--rate-limit 500] [--fake-mps N]
+    python -m benchmarks.sms [--recipients 20000] [--rate-limit 600] [--fake-mps N]
                              [--threads 4] [--naive 2000] [--no-unlimited]
 
 Everything is real except Twilio: a throwaway PostgreSQL database, Redis (db 15 by
-default, OUTREACH_BENCH_REDIS), two `dramatiq worker.actors` processes sending through
-`TwilioSmsChannel` to `python -m tests.fakes.twilio` in a process of its own (every
-request checked against Twilio's OpenAPI document, a messages-per-second limit
-answered with 429). The campaign (SMS, `--rate-limit` messages per second, batches of
-500) is launched here and its batches are put on Redis; the figures come from the
-fake's own per-message timestamps:
+default, OUTREACH_BENCH_REDIS), two `dramatiq worker.actors` processes (two batches
+prefetched each, as `outreach worker` runs them) sending through `TwilioSmsChannel` to
+`python -m tests.fakes.twilio` in a process of its own (every request checked against
+Twilio's OpenAPI document with openapi-core, a messages-per-second limit answered with
+429). The campaign (SMS, `--rate-limit` messages per second, batches of a second's worth:
+twenty sub-batches of a twentieth of a second, none left over smaller) is launched here
+and its batches are put on Redis once the workers have sent a small warm-up campaign to
+other people, as long-running workers have (a new process's first sub-batch takes some
+100 ms longer while it compiles its statements). The figures come from the fake's own
+per-message timestamps:
 
 * messages/s from the first to the last message the fake accepted;
-* whether the configured limit held within 5 %: messages per wall-clock second (the
-  throttle's windows), the first and last (partial) seconds left out;
+* whether the configured limit held within 5 %: no wall-clock second (the first and
+  last, partial, seconds left out) more than 5 % over it, and the busiest sliding second
+  (what the fake's own limit counts) not over it; the mean per wall-clock second as a
+  share of the limit (the throttle keeps at least 5 % under it, more while sub-batches
+  are slow to go out: worker/rate_limit.py);
 * 429s received and duplicates (a number sent more than once);
 * CPU seconds per 1,000 messages of the fake, of the workers and of the PostgreSQL
   backends serving the benchmark's database: where the time goes (the machine's load
   average is printed too: other work on it slows every figure).
 
-The same run measures two baselines: the engine without a rate limit (`--no-unlimited`
-skips it) and a naive sender, one SDK call per message in a single thread, no engine.
+The same run measures two baselines: the engine without a rate limit against a fake
+without one (`--no-unlimited` skips it), and a naive sender, one SDK call per message in
+a single thread, no engine.
 """
 
 from __future__ import annotations
@@ -52,6 +60,8 @@ REDIS_URL = os.environ.get("OUTREACH_BENCH_REDIS", "redis://127.0.0.1:6379/15")
 TEMPLATE = "{{ organisation.name }}: 20 % på alarm i vinter! {{ source_notice }} Stopp: {{ unsubscribe_url }}"
 WORKERS = 2
 STALL_SECONDS = 90
+TARGET = 500  # messages per second (issue 5: 50 times a default alphanumeric sender's 10)
+WARM_UP = 1_000  # people of the warm-up campaign (postal code 9990; the measured ones 0155)
 
 
 # -- processes --------------------------------------------------------------------------
@@ -82,6 +92,13 @@ class BackendCpu:
     def __init__(self, database: str) -> None:
         self.database = database
         self.seen: dict[int, float] = {}
+        self.before: dict[int, float] = {}
+
+    def start(self) -> None:
+        """Count from now on (what the backends spent so far is left out)."""
+        self.seen.clear()
+        self.sample()
+        self.before = dict(self.seen)
 
     def sample(self) -> None:
         for proc in Path("/proc").iterdir():
@@ -97,7 +114,7 @@ class BackendCpu:
 
     @property
     def total(self) -> float:
-        return sum(self.seen.values())
+        return sum(cpu - self.before.get(pid, 0.0) for pid, cpu in self.seen.items())
 
 
 @contextmanager
@@ -133,7 +150,8 @@ def admin(base_url: str, action: str, payload: dict[str, Any] | None = None) -> 
 
 
 def populate(url: str, count: int) -> None:
-    """`count` partner leads with SMS consent, written in bulk."""
+    """`count` partner leads with SMS consent (postal code 0155) and WARM_UP more for the
+    warm-up campaigns (9990), written in bulk."""
     from sqlalchemy import create_engine
 
     from campaigns.schema import consent_records, contact_sources, contacts
@@ -151,14 +169,14 @@ def populate(url: str, count: int) -> None:
              "postal_code", "is_partner_lead", "is_customer", "created_at", "updated_at"),
             (
                 (n + 1, p.e164, p.number_type, hasher.digest("phone", p.e164), hasher.key_id,
-                 f"Kari{n}", "Nordmann", "0155", True, False, now, now)
-                for n in range(count)
+                 f"Kari{n}", "Nordmann", "0155" if n < count else "9990", True, False, now, now)
+                for n in range(count + WARM_UP)
                 for p in (normalise_phone(f"4{n:07d}"),)
             ),
         )  # fmt: skip
         insert_rows(
             conn, contact_sources, ("contact_id", "source", "source_ref", "imported_at"),
-            ((n + 1, "partner:Partner A", f"L{n}", now) for n in range(count)),
+            ((n + 1, "partner:Partner A", f"L{n}", now) for n in range(count + WARM_UP)),
         )  # fmt: skip
         insert_rows(
             conn, consent_records,
@@ -167,7 +185,7 @@ def populate(url: str, count: int) -> None:
              "from_partner", "recorded_at"),
             ((n + 1, "partner:Partner A", f"L{n}", now - timedelta(days=10), "sms", "v3",
               "https://partner.example.com/skjema", ORG_NAME, False, False, True, now)
-             for n in range(count)),
+             for n in range(count + WARM_UP)),
         )  # fmt: skip
     engine.dispose()
 
@@ -183,7 +201,13 @@ def sms_window_morning() -> datetime:
             return day.astimezone(UTC)
 
 
-def launch(url: str, rate_limit: int | None, now: datetime, name: str) -> tuple[int, list[int]]:
+def launch(
+    url: str, rate_limit: int | None, now: datetime, name: str, postal_prefix: str
+) -> tuple[int, list[int]]:
+    # A second's worth per batch when throttled: twenty sub-batches of a twentieth of a
+    # second each (campaigns.sending), none left over smaller, so that every window of the
+    # throttle can hold its limit's worth of sub-batches.
+    batch_size = rate_limit // 20 * 20 if rate_limit and rate_limit >= 100 else 500
     from sqlalchemy import create_engine
 
     from campaigns import campaign as campaign_mod
@@ -195,7 +219,8 @@ def launch(url: str, rate_limit: int | None, now: datetime, name: str) -> tuple[
     with engine.begin() as conn:
         camp = campaign_mod.create(
             conn, name=name, channel="sms", purpose="alarm", template_text=TEMPLATE,
-            organisation_name=ORG_NAME, rate_limit=rate_limit, batch_size=500,
+            organisation_name=ORG_NAME, rate_limit=rate_limit, batch_size=batch_size,
+            audience=campaign_mod.Audience(postal_prefixes=(postal_prefix,)),
         )  # fmt: skip
         launch_mod.launch(
             conn, Hasher(SECRET.encode()), PolicyConfig(ORG_NAME, ORG_NUMBER), camp.id, now=now
@@ -244,7 +269,8 @@ class Run:
     messages: int
     seconds: float
     rate: float
-    windows: list[int]
+    windows: list[int]  # messages per wall-clock second, the partial first and last left out
+    busiest: int  # the most messages in any sliding second (what the fake's limit counts)
     rate_limited: int
     duplicates: int
     states: dict[str, int]
@@ -253,20 +279,65 @@ class Run:
     cpu_postgres: float
     load: tuple[float, float]  # the machine's 1-minute load average at start and end
 
+    @property
+    def held(self) -> bool:
+        """No wall-clock second more than 5 % over the limit, no sliding second over it."""
+        if not self.rate_limit or not self.windows:
+            return False
+        return max(self.windows) <= 1.05 * self.rate_limit and self.busiest <= self.rate_limit
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most of `times` (sorted) in any half-open window of one second."""
+    busiest, first = 0, 0
+    for last, t in enumerate(times):
+        while t - times[first] >= 1.0:
+            first += 1
+        busiest = max(busiest, last - first + 1)
+    return busiest
+
+
+def wait_done(
+    url: str, campaign_id: int, label: str, logs: Path, sample: Any = lambda: None
+) -> None:  # fmt: skip
+    progress_at, left_before = time.monotonic(), -1
+    while left := unfinished(url, campaign_id):
+        if left != left_before:
+            progress_at, left_before = time.monotonic(), left
+        elif time.monotonic() - progress_at > STALL_SECONDS:
+            raise SystemExit(
+                f"{label}: no progress for {STALL_SECONDS} s ({left} left); logs in {logs}"
+            )
+        sample()
+        time.sleep(0.5)
+    sample()
+
+
+def enqueue(broker: Any, campaign_id: int, numbers: list[int]) -> None:
+    import dramatiq
+
+    from worker.broker import SEND_QUEUE
+
+    for n in numbers:
+        broker.enqueue(
+            dramatiq.Message(
+                queue_name=SEND_QUEUE, actor_name="send_batch", args=(campaign_id, n),
+                kwargs={}, options={},
+            )
+        )  # fmt: skip
+
 
 def engine_run(
     url: str, base_url: str, fake: subprocess.Popen[str], args: argparse.Namespace,
     rate_limit: int | None, label: str, logs: Path,
 ) -> Run:  # fmt: skip
-    import dramatiq
     import redis
 
-    from worker.broker import SEND_QUEUE, make_broker
+    from worker.broker import make_broker
+    from worker.commands.processes import PREFETCH
 
     redis.Redis.from_url(REDIS_URL).flushdb()
-    admin(base_url, "reset")
     now = sms_window_morning()
-    campaign_id, numbers = launch(url, rate_limit, now, label)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OUTREACH_", "REDIS", "TWILIO_"))},
         "DATABASE_URL": url,
@@ -281,18 +352,9 @@ def engine_run(
         "TWILIO_AUTH_TOKEN": "fake-twilio-auth-token",
         "TWILIO_MESSAGING_SERVICE_SID": SERVICE_SID,
         "TWILIO_BASE_URL": base_url,
-        "dramatiq_queue_prefetch": "1",
+        "dramatiq_queue_prefetch": str(PREFETCH),  # as `outreach worker` runs them
     }  # fmt: skip
     broker = make_broker(REDIS_URL)
-    for n in numbers:
-        broker.enqueue(
-            dramatiq.Message(
-                queue_name=SEND_QUEUE, actor_name="send_batch", args=(campaign_id, n),
-                kwargs={}, options={},
-            )
-        )  # fmt: skip
-    cpu_fake0, load0 = process_cpu(fake.pid), os.getloadavg()[0]
-    postgres = BackendCpu(url.rsplit("/", 1)[1])
     workers = []
     for i in range(WORKERS):
         log = (logs / f"{label}-worker-{i}.log").open("wb")
@@ -305,20 +367,25 @@ def engine_run(
         )  # fmt: skip
         log.close()
     cpu_workers = 0.0
-    progress_at, left_before = time.monotonic(), -1
     try:
-        while left := unfinished(url, campaign_id):
-            if left != left_before:
-                progress_at, left_before = time.monotonic(), left
-            elif time.monotonic() - progress_at > STALL_SECONDS:
-                raise SystemExit(
-                    f"{label}: no progress for {STALL_SECONDS} s ({left} left); logs in {logs}"
-                )
+        warm_up, numbers = launch(url, rate_limit, now, f"{label} warm-up", "99")
+        enqueue(broker, warm_up, numbers)
+        wait_done(url, warm_up, f"{label} warm-up", logs)
+        admin(base_url, "reset")
+        campaign_id, numbers = launch(url, rate_limit, now, label, "01")
+        postgres = BackendCpu(url.rsplit("/", 1)[1])
+        postgres.start()
+        cpu_fake0, load0 = process_cpu(fake.pid), os.getloadavg()[0]
+        cpu_workers0 = sum(process_cpu(w.pid) for w in workers)
+        enqueue(broker, campaign_id, numbers)
+
+        def sample() -> None:
+            nonlocal cpu_workers
             cpu_workers = max(cpu_workers, sum(process_cpu(w.pid) for w in workers))
             postgres.sample()
-            time.sleep(0.5)
-        cpu_workers = max(cpu_workers, sum(process_cpu(w.pid) for w in workers))
-        postgres.sample()
+
+        wait_done(url, campaign_id, label, logs, sample)
+        cpu_workers -= cpu_workers0
         cpu_fake = process_cpu(fake.pid) - cpu_fake0
     finally:
         for w in workers:
@@ -339,6 +406,7 @@ def engine_run(
         seconds=seconds,
         rate=(len(sent) - 1) / seconds if seconds else 0.0,
         windows=[per_second[s] for s in full],
+        busiest=busiest_second(times),
         rate_limited=int(state["rate_limited"]),
         duplicates=sum(n - 1 for n in Counter(m["to"] for m in sent).values() if n > 1),
         states=final_states(url, campaign_id),
@@ -383,10 +451,13 @@ def report(run: Run) -> None:
         print(
             f"  per wall-clock second           min {min(run.windows)}, mean {avg:,.1f}, max {max(run.windows)}"
         )
+    print(f"  busiest sliding second          {run.busiest}")
     if run.rate_limit and run.windows:
-        held = max(run.windows) <= run.rate_limit * 1.05
+        avg = sum(run.windows) / len(run.windows)
         print(
-            f"  limit held within 5 %           {'yes' if held else 'NO'} (max {max(run.windows)} vs {run.rate_limit})"
+            f"  limit held within 5 %           {'yes' if run.held else 'NO'} (mean "
+            f"{100 * avg / run.rate_limit:.1f} %, max {100 * max(run.windows) / run.rate_limit:.1f} %, "
+            f"busiest sliding second {100 * run.busiest / run.rate_limit:.1f} % of {run.rate_limit})"
         )
     print(f"  429s received                   {run.rate_limited}")
     print(f"  duplicates                      {run.duplicates}")
@@ -401,7 +472,10 @@ def report(run: Run) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipients", type=int, default=20_000)
-    parser.add_argument("--rate-limit", type=int, default=500)
+    parser.add_argument(
+        "--rate-limit", type=int, default=600,
+        help="the campaign's messages per second (the throttle keeps under it: see above)",
+    )  # fmt: skip
     parser.add_argument("--fake-mps", type=int, default=None, help="default: the rate limit")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker process")
     parser.add_argument("--naive", type=int, default=2_000, help="messages of the naive baseline")
@@ -416,26 +490,35 @@ def main() -> None:
         raise SystemExit("Redis is not reachable on 127.0.0.1:6379")
     print(f"{os.cpu_count()} CPUs; {args.recipients:,} recipients; {WORKERS} worker processes "
           f"x {args.threads} threads; fake Twilio limit {args.fake_mps or args.rate_limit}/s")  # fmt: skip
-    runs: list[Run] = []
     with (
         throwaway_postgres("outreach_bench_sms") as url,
-        fake_twilio(args.fake_mps or args.rate_limit) as (base_url, fake),
         tempfile.TemporaryDirectory() as tmp,
     ):
         logs = args.logs or Path(tmp)
         logs.mkdir(parents=True, exist_ok=True)
         db.upgrade(url)
         populate(url, args.recipients)
-        runs.append(engine_run(url, base_url, fake, args, args.rate_limit, "engine", logs))
-        report(runs[-1])
+        with fake_twilio(args.fake_mps or args.rate_limit) as (base_url, fake):
+            run = engine_run(url, base_url, fake, args, args.rate_limit, "engine", logs)
+        report(run)
         if not args.no_unlimited:
-            # A second campaign to the same people: the frequency cap (4 in 30 days) allows it.
-            runs.append(engine_run(url, base_url, fake, args, None, "engine-unlimited", logs))
-            report(runs[-1])
+            # A second campaign to the same people (the frequency cap, 4 in 30 days, allows
+            # it), to a fake without a limit: how fast the engine goes when nothing holds it.
+            with fake_twilio(None) as (base_url, fake):
+                unlimited = engine_run(url, base_url, fake, args, None, "engine-unlimited", logs)
+            report(unlimited)
     with fake_twilio(None) as (base_url, _):
         rate = naive(base_url, args.naive)
     print(
         f"\nnaive baseline: one SDK call per message, one thread, no engine: {rate:,.1f} messages/s"
+    )
+    met = (
+        run.rate >= TARGET and run.held and run.rate_limited == 0 and run.duplicates == 0
+        and run.states == {"sent": args.recipients}
+    )  # fmt: skip
+    print(
+        f"\ntarget (>= {TARGET} messages/s, the limit held within 5 %, no 429, no duplicate, "
+        f"everyone sent): {'met' if met else 'NOT met'} ({run.rate:,.1f} messages/s)"
     )
 
 

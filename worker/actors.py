@@ -6,16 +6,12 @@ it): Redis when REDIS_URL is set, the in-process stub otherwise.
 
 from __future__ import annotations
 
-import time
-
 import dramatiq
-from dramatiq.rate_limits import WindowRateLimiter
-from dramatiq.rate_limits.backends import StubBackend
 
 from campaigns.campaign import Campaign
 from campaigns.sending import Sender
 from suppression.errors import ConfigurationError
-from worker import logs, settings
+from worker import logs, rate_limit, settings
 from worker.broker import INTAKE_QUEUE, SEND_QUEUE, is_embedded, make_broker
 from worker.context import Context
 
@@ -52,49 +48,24 @@ def context() -> Context:
     return _ctx
 
 
-def _rate_backend() -> object:
-    if is_embedded(broker):
-        return StubBackend()  # type: ignore[no-untyped-call]
-    from dramatiq.rate_limits.backends import RedisBackend
-
-    return RedisBackend(url=context().settings.redis_url)
-
-
-_limiter_backend: object | None = None
-
-
-class SlidingWindowRateLimiter(WindowRateLimiter):
-    """dramatiq's window limiter counts whole wall-clock seconds, so up to twice the limit
-    can pass in a second that straddles two windows (and the provider answers 429).
-    Here the window slides in 50 ms slots and spans 21 of them (1.05 s): two grants
-    counted in different windows are always more than a second apart, so no sliding
-    second holds more than the limit; the price is a rate at most 5 % under it."""
-
-    SLOT_MS = 50
-    SLOTS = 1000 // SLOT_MS + 1
-
-    def _get_keys(self) -> list[str]:
-        slot = int(time.time() * 1000) // self.SLOT_MS
-        return [f"{self.key}@{slot - i}" for i in range(self.SLOTS)]
+_reservations: rate_limit.Reservations | None = None
 
 
 def throttle(campaign: Campaign, count: int) -> None:
-    """Hold the campaign's messages-per-second with dramatiq's (Redis-backed) window limiter.
-    Waiting here spends no retry."""
-    global _limiter_backend
+    """Hold the campaign's messages-per-second across every worker (worker.rate_limit: on
+    Redis, or in this process for the embedded worker). Waiting here spends no retry."""
+    global _reservations
     if not campaign.rate_limit:
         return
-    if _limiter_backend is None:
-        _limiter_backend = _rate_backend()
-    limiter = SlidingWindowRateLimiter(  # type: ignore[no-untyped-call]
-        _limiter_backend, f"campaign-{campaign.id}", limit=campaign.rate_limit, window=1
-    )
-    for _ in range(count):
-        while True:
-            with limiter.acquire(raise_on_failure=False) as acquired:
-                if acquired:
-                    break
-            time.sleep(0.02)
+    if _reservations is None:
+        if is_embedded(broker):
+            _reservations = rate_limit.LocalReservations()
+        else:
+            url = context().settings.redis_url
+            if not url:
+                raise ConfigurationError("REDIS_URL", "is required with the Redis broker")
+            _reservations = rate_limit.RedisReservations.from_url(url)
+    rate_limit.acquire(_reservations, f"campaign-{campaign.id}", count, campaign.rate_limit)
 
 
 def sender() -> Sender:

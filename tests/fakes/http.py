@@ -13,6 +13,7 @@ import contextlib
 import copy
 import json
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -130,7 +131,14 @@ class Fault:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    protocol_version = "HTTP/1.0"  # one request per connection; the fakes count connections
+    # Keep-alive, as the real APIs: the SDKs' sessions reuse one connection for many
+    # requests (a connection, and a server thread, per request cost more CPU than a fake's
+    # whole handling of the request). A client asking for `Connection: close` (or speaking
+    # HTTP/1.0) still gets one request per connection.
+    protocol_version = "HTTP/1.1"
+    # Headers and body are two writes: with Nagle's algorithm the body of a kept-alive
+    # connection would wait for the client's delayed ACK of the headers (40 ms).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self.server.fake._serve(self)
@@ -145,6 +153,29 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # bursts of concurrent clients must not overflow the backlog
     fake: FakeServer
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler]) -> None:
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.connections_lock:
+            self.open_connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.connections_lock:
+            self.open_connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End the kept-alive connections: a stopped fake answers nothing more."""
+        with self.connections_lock:
+            connections = list(self.open_connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 class FakeServer:
@@ -201,6 +232,7 @@ class FakeServer:
             return
         self._stopping.set()  # wakes requests sleeping in a delay fault
         server.shutdown()
+        server.close_connections()
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -436,8 +468,8 @@ class FakeServer:
 
     @staticmethod
     def _write(handler: _Handler, response: Response) -> None:
-        handler.close_connection = True
         if response.drop:
+            handler.close_connection = True
             return  # the server closes the socket without a byte of answer
         if response.body is None:
             payload = b""
@@ -456,7 +488,8 @@ class FakeServer:
             if handler.command != "HEAD":
                 handler.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (e.g. its timeout expired during a delay fault)
+            # The client gave up (e.g. its timeout expired during a delay fault).
+            handler.close_connection = True
 
 
 def cli_parser(name: str) -> argparse.ArgumentParser:

@@ -7,32 +7,29 @@ import time
 import uuid
 
 import pytest
-from dramatiq.rate_limits.backends import RedisBackend
+import redis
 
 from tests.services import REDIS_URL, require
-from worker.actors import SlidingWindowRateLimiter
+from worker.rate_limit import RedisReservations, acquire
 
 pytestmark = pytest.mark.integration
 
 
 def test_no_sliding_second_holds_more_than_the_limit() -> None:
     require("Redis", "127.0.0.1", 6379)
-    backend = RedisBackend(url=REDIS_URL)
     key = f"test-{uuid.uuid4().hex}"
-    limit = 40
+    limit, chunk = 40, 4
     granted: list[float] = []
     lock = threading.Lock()
     deadline = time.monotonic() + 2.5
 
     def hammer() -> None:
         # Two "workers" sharing one Redis key, like two processes on one campaign.
-        limiter = SlidingWindowRateLimiter(backend, key, limit=limit, window=1)
+        reservations = RedisReservations(redis.Redis.from_url(REDIS_URL))
         while time.monotonic() < deadline:
-            with limiter.acquire(raise_on_failure=False) as acquired:
-                if acquired:
-                    with lock:
-                        granted.append(time.monotonic())
-            time.sleep(0.001)
+            acquire(reservations, key, chunk, limit)
+            with lock:
+                granted.extend([time.monotonic()] * chunk)
 
     threads = [threading.Thread(target=hammer) for _ in range(2)]
     for t in threads:
@@ -43,3 +40,13 @@ def test_no_sliding_second_holds_more_than_the_limit() -> None:
     worst = max(sum(1 for g in granted if s <= g < s + 1.0) for s in granted)
     assert worst <= limit
     assert len(granted) >= 2 * limit  # it did let messages through: ~limit per second
+
+
+def test_a_sub_batch_that_went_out_slowly_pushes_back_the_next_window_on_redis() -> None:
+    require("Redis", "127.0.0.1", 6379)
+    key = f"test-{uuid.uuid4().hex}"
+    reservations = RedisReservations(redis.Redis.from_url(REDIS_URL), window=1.0, pace=1.0)
+    assert reservations.reserve(key, 10, 10) == 0.0
+    time.sleep(0.2)  # sending and recording the sub-batch
+
+    assert 0.99 < reservations.reserve(key, 10, 10) <= 1.0
