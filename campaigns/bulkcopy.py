@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import psycopg
+from psycopg.types.string import BytesBinaryDumper
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -24,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeEngine
 
 from suppression.bulk import insert_rows
@@ -61,9 +64,19 @@ def copy_rows(
     raw = conn.connection.driver_connection
     count = 0
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-    with raw.cursor() as cur, cur.copy(statement) as copy:  # type: ignore[union-attr]
-        copy.set_types(types)
-        for row in rows:
-            copy.write_row(row)
-            count += 1
+    try:
+        with raw.cursor() as cur:  # type: ignore[union-attr]
+            # psycopg's DB-API module makes its pure-Python dumper the one for bytea
+            # (to accept its Binary wrapper); ours are plain bytes: the C dumper does.
+            cur.adapters.register_dumper(None, BytesBinaryDumper)
+            with cur.copy(statement) as copy:
+                copy.set_types(types)
+                write = copy.write_row
+                for row in rows:
+                    write(row)
+                    count += 1
+    except psycopg.Error as exc:
+        # As SQLAlchemy raises it for its own statements (IntegrityError for a unique
+        # violation), so that callers catch one family of errors.
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
     return count

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import operator
 import queue
 import threading
 from collections import Counter
@@ -26,7 +27,10 @@ from sqlalchemy.exc import IntegrityError
 
 from campaigns.bulkcopy import copy_rows
 from campaigns.hashing import current_digest
+from campaigns.keyfilter import contacts_upper_bound, load_contact_keys
+from campaigns.memory import collector_paused
 from campaigns.merge import CONFLICT, DUPLICATE, MERGED, NEW, Merger
+from campaigns.merge import FIELDS as MERGE_FIELDS
 from campaigns.schema import consent_records, contact_sources, import_errors, imports
 from campaigns.sources import csvfile
 from campaigns.sources.partner import IDENTITY_CONFLICT, Lead, LeadFormat, LeadReader
@@ -108,21 +112,49 @@ def import_lead_file(
         shape = csvfile.inspect(path, encoding=encoding, delimiter=delimiter)
     except FileRefused as exc:
         return _refused(source, name, "", exc)
-    try:
-        with engine.begin() as conn:
-            return import_leads(
-                conn, hasher, policy, source, lead_format, path, shape,
-                filename=name, now=now, progress=progress,
-            )  # fmt: skip
-    except FileRefused as exc:
-        return _refused(source, name, shape.sha256, exc)
-    except IntegrityError:
-        # Another process imported the same content at the same time and committed first.
-        with engine.connect() as conn:
-            found = already_imported(conn, source, shape.sha256, name)
-        if found is None:
-            raise
-        return found
+    furthest = _Furthest(progress) if progress is not None else None
+    for screen in (True, False):
+        try:
+            with engine.begin() as conn:
+                return import_leads(
+                    conn, hasher, policy, source, lead_format, path, shape,
+                    filename=name, now=now, screen=screen,
+                    progress=furthest.attempt() if furthest is not None else None,
+                )  # fmt: skip
+        except FileRefused as exc:
+            return _refused(source, name, shape.sha256, exc)
+        except IntegrityError:
+            # Another process imported the same content at the same time and committed first.
+            with engine.connect() as conn:
+                found = already_imported(conn, source, shape.sha256, name)
+            if found is not None:
+                return found
+            if not screen:
+                raise
+            # Another transaction gave a contact one of the file's emails or phones
+            # after this import read which ones contacts held (campaigns.keyfilter):
+            # import again, looking every one up.
+    raise AssertionError("unreachable")
+
+
+class _Furthest:
+    """Progress over attempts at one file: reports only bytes past the furthest point an
+    earlier attempt read to, so that a bar moves over the file once."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._furthest = 0
+        self._read = 0
+
+    def attempt(self) -> Progress:
+        self._read = 0
+        return self._advance
+
+    def _advance(self, n: int) -> None:
+        self._read += n
+        if self._read > self._furthest:
+            self._progress(self._read - self._furthest)
+            self._furthest = self._read
 
 
 def _refused(source: str, name: str, sha256: str, exc: FileRefused) -> ImportResult:
@@ -142,8 +174,14 @@ def import_leads(
     now: datetime | None = None,
     progress: Progress | None = None,
     batch_size: int = BATCH,
+    screen: bool = True,
 ) -> ImportResult:
-    """Import within the caller's transaction; FileRefused means: roll it back."""
+    """Import within the caller's transaction; FileRefused means: roll it back.
+
+    `screen`: for a file large against the contacts held, read every contact's email
+    and phone hash first (campaigns.keyfilter) and look up only those it holds;
+    IntegrityError then may also mean that another transaction added one since.
+    """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     found = already_imported(conn, source, shape.sha256, filename)
     if found is not None:
@@ -173,37 +211,43 @@ def import_leads(
     reader = LeadReader(
         filename, header[1], lead_format, hasher, policy, now, digest=current_digest(hasher)
     )
-    merger = Merger(conn, hasher.key_id, now, partner_lead=True)
+    known = None
+    # Reading a contact's two hashes costs about a fifth of looking up a row's two:
+    # worth it when the file has at least a quarter as many rows as there are contacts.
+    if screen and 4 * shape.rows_estimate >= contacts_upper_bound(conn):
+        known = load_contact_keys(conn, 2 * shape.rows_estimate)
+    merger = Merger(
+        conn, hasher.key_id, now, partner_lead=True, known=known, values=_CONTACT_VALUES
+    )
     errors: list[RowError] = []
 
     def store(batch: list[Lead]) -> None:
         _store(conn, merger, reader, batch, source, import_id, now, errors)
 
     writer = _Writer(store) if conn.dialect.name == "postgresql" else None
+    put = writer.put if writer is not None else store
+    read = reader.read
     batch: list[Lead] = []
-    try:
-        for row, cells in records:
-            result.rows += 1
-            lead = reader.read(row, cells, errors)
-            if lead is not None:
-                batch.append(lead)
-                if len(batch) >= batch_size:
-                    if writer is not None:
-                        writer.put(batch)
-                    else:
-                        store(batch)
-                    batch = []
+    rows = 0
+    with collector_paused():
+        try:
+            for row, cells in records:
+                rows += 1
+                lead = read(row, cells, errors)
+                if lead is not None:
+                    batch.append(lead)
+                    if len(batch) >= batch_size:
+                        put(batch)
+                        batch = []
+            put(batch)
+        except BaseException:
+            if writer is not None:
+                writer.abort()  # the reading error is the one to report; the rollback follows
+            raise
         if writer is not None:
-            writer.put(batch)
-        else:
-            store(batch)
-    except BaseException:
-        if writer is not None:
-            writer.abort()  # the reading error is the one to report; the rollback follows
-        raise
-    if writer is not None:
-        writer.close()
+            writer.close()
     merger.close()
+    result.rows = rows
     errors.sort(key=lambda e: e.row)
     result.errors = errors
     result.refused = len({e.row for e in errors})
@@ -229,6 +273,32 @@ def import_leads(
         )
     )
     return result
+
+
+# A Lead's contact values are one slice of it (Merger reads them by name otherwise).
+_CONTACT_VALUES: Final = operator.itemgetter(slice(1, 1 + len(MERGE_FIELDS)))
+assert Lead._fields[1 : 1 + len(MERGE_FIELDS)] == MERGE_FIELDS, "Lead's order is Merger's"
+_LEAD_ID: Final = Lead._fields.index("lead_id")
+_EVIDENCE_END: Final = Lead._fields.index("multi_company_form") + 1
+_CONSENT_COLUMNS: Final = (
+    "contact_id",
+    "import_id",
+    "source",
+    "source_ref",  # Lead.lead_id
+    "given_at",
+    "channels",
+    "wording_version",
+    "captured_at",
+    "company_named",
+    "explicit_call_request",
+    "multi_company_form",
+    "from_partner",
+    "recorded_at",
+)
+assert Lead._fields[_LEAD_ID:_EVIDENCE_END] == (
+    "lead_id",
+    *_CONSENT_COLUMNS[4:11],
+), "Lead's evidence fields must stay in consent_records' column order"
 
 
 class _Writer:
@@ -305,44 +375,15 @@ def _store(
         conn,
         contact_sources,
         ("contact_id", "source", "source_ref", "import_id", "imported_at"),
-        ((cid, source, lead.lead_id, import_id, now) for cid, lead in kept),
+        [(cid, source, lead[_LEAD_ID], import_id, now) for cid, lead in kept],
     )
+    # A consent record is the lead's evidence fields (lead_id .. multi_company_form,
+    # in Lead's order) between the ids and the constants.
     copy_rows(
         conn,
         consent_records,
-        (
-            "contact_id",
-            "import_id",
-            "source",
-            "source_ref",
-            "given_at",
-            "channels",
-            "wording_version",
-            "captured_at",
-            "company_named",
-            "explicit_call_request",
-            "multi_company_form",
-            "from_partner",
-            "recorded_at",
-        ),
-        (
-            (
-                cid,
-                import_id,
-                source,
-                lead.lead_id,
-                lead.given_at,
-                lead.channels,
-                lead.wording_version,
-                lead.captured_at,
-                lead.company_named,
-                lead.explicit_call_request,
-                lead.multi_company_form,
-                True,
-                now,
-            )
-            for cid, lead in kept
-        ),
+        _CONSENT_COLUMNS,
+        [(cid, import_id, source, *lead[_LEAD_ID:_EVIDENCE_END], True, now) for cid, lead in kept],
     )
 
 

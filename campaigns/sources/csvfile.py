@@ -57,6 +57,7 @@ class Shape:
     encoding: str  # a Python codec name
     delimiter: str
     header_line: str
+    rows_estimate: int = 0  # from the line length of the file's first megabyte
 
 
 def inspect(path: Path, *, encoding: str | None = None, delimiter: str | None = None) -> Shape:
@@ -101,12 +102,14 @@ def inspect(path: Path, *, encoding: str | None = None, delimiter: str | None = 
     header_line = head.lstrip("\ufeff").split("\n", 1)[0].rstrip("\r")
     if not header_line.strip():
         raise FileRefused(path.name, "empty_file: no header row")
+    lines = first.count(b"\n")
     return Shape(
         sha256=digest.hexdigest(),
         size=size,
         encoding=chosen,
         delimiter=delimiter or sniff_delimiter(header_line),
         header_line=header_line,
+        rows_estimate=size * lines // len(first) if lines else 1,
     )
 
 

@@ -310,8 +310,15 @@ class LeadReader:
         if missing:
             raise FileRefused(file, f"missing_column: no column for {', '.join(missing)} (ES-1)")
         self._header = [h.strip().lstrip("\ufeff") for h in header]
-        self._pos = tuple(index.get(name, -1) for name in FIELDS)
-        self._defaults = tuple(defaults.get(name, "") for name in FIELDS)
+        # A field without a column reads its default (or "") from past the row's end:
+        # `read` appends `_absent` to the cells, and the field's position counts from
+        # the end, so that each field is one list index whatever the row's length.
+        absent = [name for name in FIELDS if name not in index]
+        self._absent = [defaults.get(n, "") if n in DEFAULTABLE else "" for n in absent]
+        self._pos = tuple(
+            index[name] if name in index else absent.index(name) - len(absent) for name in FIELDS
+        )
+        self._has = {name: name in index for name in FIELDS}
         self._channels: dict[str, str | ValueError] = {}
         self._companies: dict[str, bool] = {}
 
@@ -323,11 +330,21 @@ class LeadReader:
         if len(cells) != width and (len(cells) < width or any(v.strip() for v in cells[width:])):
             errors.append(RowError(row, "row", WRONG_FIELD_COUNT))
             return None
-        if "\x00" in "\x1f".join(cells):
-            # NUL is no character of any name or address, and PostgreSQL refuses it in text.
-            at = next(i for i, v in enumerate(cells) if "\x00" in v)
-            errors.append(RowError(row, self._header_at(at), INVALID_CHARACTER))
-            return None
+        # Printable (no control character, no whitespace but the plain space) and no
+        # double space: every name and address is its own stripped spelling. Else the
+        # whitespace is collapsed, after the check for NUL (no character of any name
+        # or address, and PostgreSQL refuses it in text).
+        line = "|".join(cells)
+        clean: Callable[[str], str]
+        if line.isprintable() and "  " not in line:
+            clean = str.strip
+        else:
+            if "\x00" in line:
+                at = next(i for i, v in enumerate(cells) if "\x00" in v)
+                errors.append(RowError(row, self._header_at(at), INVALID_CHARACTER))
+                return None
+            clean = values.clean
+        cells = cells + self._absent  # a new list: the caller's cells stay as they are
         (
             i_first,
             i_last,
@@ -347,39 +364,39 @@ class LeadReader:
             i_explicit,
             i_multi,
         ) = self._pos
-        d = self._defaults
+        has = self._has
         bad: list[tuple[str, str]] = []  # (field, reason)
 
-        first = _clean(cells[i_first]) if i_first >= 0 else ""
-        last = _clean(cells[i_last]) if i_last >= 0 else ""
-        if not first and not last and i_name >= 0:
-            full = _clean(cells[i_name])
+        first = clean(cells[i_first])
+        last = clean(cells[i_last])
+        if not first and not last and has["name"]:
+            full = clean(cells[i_name])
             if len(full) > MAX_LENGTH["name"]:
                 bad.append(("name", TOO_LONG))
             head, _, tail = full.rpartition(" ")
             first, last = (head, tail) if head else (tail, "")
         if len(first) > 200:
-            bad.append(("first_name" if i_first >= 0 else "name", TOO_LONG))
+            bad.append(("first_name" if has["first_name"] else "name", TOO_LONG))
         if len(last) > 200:
-            bad.append(("last_name" if i_last >= 0 else "name", TOO_LONG))
-        street = _clean(cells[i_street]) if i_street >= 0 else ""
+            bad.append(("last_name" if has["last_name"] else "name", TOO_LONG))
+        street = clean(cells[i_street])
         if len(street) > 300:
             bad.append(("street", TOO_LONG))
-        city = _clean(cells[i_city]) if i_city >= 0 else ""
+        city = clean(cells[i_city])
         if len(city) > 120:
             bad.append(("city", TOO_LONG))
-        lead_id = cells[i_lead].strip() if i_lead >= 0 else ""
+        lead_id = cells[i_lead].strip()
         if len(lead_id) > 200:
             bad.append(("lead_id", TOO_LONG))
 
         email = phone = phone_type = None
-        raw_email = cells[i_email].strip() if i_email >= 0 else ""
+        raw_email = cells[i_email].strip()
         if raw_email:
             try:
                 email = normalise_email(raw_email)
             except InvalidIdentity:
                 bad.append(("email", INVALID_EMAIL))
-        raw_phone = cells[i_phone].strip() if i_phone >= 0 else ""
+        raw_phone = cells[i_phone].strip()
         if raw_phone:
             try:
                 number = normalise_phone(raw_phone)
@@ -387,16 +404,16 @@ class LeadReader:
             except InvalidIdentity:
                 bad.append(("phone", INVALID_PHONE))
         if not raw_email and not raw_phone:
-            bad.append(("email" if i_email >= 0 else "phone", NO_EMAIL_OR_PHONE))
+            bad.append(("email" if has["email"] else "phone", NO_EMAIL_OR_PHONE))
 
-        postal = cells[i_postal].strip() if i_postal >= 0 else ""
+        postal = cells[i_postal].strip()
         if postal and (len(postal) != 4 or not postal.isdigit() or not postal.isascii()):
             try:
                 postal = values.postal_code(postal)
             except ValueError as exc:
                 bad.append(("postal_code", str(exc)))
 
-        if i_consent >= 0:
+        if has["consent"]:
             try:
                 if not values.parse_flag(cells[i_consent]):
                     bad.append(("consent", CONSENT_NOT_GIVEN))
@@ -404,7 +421,7 @@ class LeadReader:
                 bad.append(("consent", str(exc)))
 
         given_at: datetime | None = None
-        raw_time = cells[i_at].strip() if i_at >= 0 else ""
+        raw_time = cells[i_at].strip()
         if not raw_time:
             bad.append(("consent_at", REQUIRED))
         else:
@@ -416,7 +433,7 @@ class LeadReader:
                 if given_at > self._latest:
                     bad.append(("consent_at", DATE_IN_FUTURE))
 
-        raw_channels = cells[i_channels].strip() if i_channels >= 0 else d[11]
+        raw_channels = cells[i_channels].strip()
         channels = self._channels.get(raw_channels)
         if channels is None:
             try:
@@ -429,17 +446,17 @@ class LeadReader:
             bad.append(("channels", str(channels)))
             channels = ""
 
-        wording = cells[i_wording].strip() if i_wording >= 0 else d[12]
+        wording = cells[i_wording].strip()
         if not wording:
             bad.append(("wording_version", REQUIRED))
         elif len(wording) > 80:
             bad.append(("wording_version", TOO_LONG))
-        captured = cells[i_captured].strip() if i_captured >= 0 else d[13]
+        captured = cells[i_captured].strip()
         if not captured:
             bad.append(("captured_at", REQUIRED))
         elif len(captured) > 500:
             bad.append(("captured_at", TOO_LONG))
-        company = cells[i_company].strip() if i_company >= 0 else d[14]
+        company = cells[i_company].strip()
         if not company:
             bad.append(("company_named", REQUIRED))
         else:
@@ -452,12 +469,12 @@ class LeadReader:
                 bad.append(("company_named", COMPANY_NOT_US))
 
         explicit = multi = False
-        if i_explicit >= 0:
+        if has["explicit_call_request"]:
             try:
                 explicit = values.parse_flag(cells[i_explicit])
             except ValueError as exc:
                 bad.append(("explicit_call_request", str(exc)))
-        if i_multi >= 0:
+        if has["multi_company_form"]:
             try:
                 multi = values.parse_flag(cells[i_multi])
             except ValueError as exc:
@@ -479,33 +496,29 @@ class LeadReader:
         if street and postal and (first or last):
             full_name = f"{first} {last}" if first and last else first or last
             name_address_hash = digest("name_address", name_address_key(full_name, street, postal))
-        return Lead(
-            row,
-            email,
-            digest("email", email) if email is not None else None,
-            phone,
-            phone_type,
-            digest("phone", phone) if phone is not None else None,
-            first or None,
-            last or None,
-            street or None,
-            postal or None,
-            city or None,
-            name_address_hash,
-            lead_id or None,
-            given_at,
-            channels,
-            wording,
-            captured,
-            company,
-            explicit,
-            multi,
+        # tuple.__new__: Lead's own __new__ is a Python function, a third of the cost.
+        return tuple.__new__(
+            Lead,
+            (
+                row,
+                email,
+                digest("email", email) if email is not None else None,
+                phone,
+                phone_type,
+                digest("phone", phone) if phone is not None else None,
+                first or None,
+                last or None,
+                street or None,
+                postal or None,
+                city or None,
+                name_address_hash,
+                lead_id or None,
+                given_at,
+                channels,
+                wording,
+                captured,
+                company,
+                explicit,
+                multi,
+            ),
         )
-
-
-def _clean(text: str) -> str:
-    """Whitespace collapsed, cheaply when there is nothing to collapse."""
-    text = text.strip()
-    if "  " in text or "\t" in text or "\n" in text or "\r" in text or "\xa0" in text:
-        return " ".join(text.split())
-    return text

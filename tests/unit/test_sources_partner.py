@@ -340,3 +340,21 @@ def test_channel_lists_are_read_in_any_common_spelling(written: str, canonical: 
 )
 def test_headers_are_matched_without_case_punctuation_or_bom(header: str, key: str) -> None:
     assert header_key(header) == key
+
+
+def test_whitespace_in_names_and_addresses_is_collapsed_whatever_it_is(hasher: Hasher) -> None:
+    # Tabs, no-break and em spaces, doubled spaces: one plain space, as spreadsheets show them.
+    cells = with_cell("Fornavn", " Åse\u00a0\tMarie ")
+    cells[HEADER.index("Adresse")] = "Storgata\u2003 1"
+    lead, errors = read(reader(hasher), cells)
+    assert errors == [] and lead is not None
+    assert (lead.first_name, lead.street) == ("Åse Marie", "Storgata 1")
+    lead, _ = read(reader(hasher), with_cell("Fornavn", "  Åse  "))
+    assert lead is not None and lead.first_name == "Åse"
+
+
+def test_reading_a_row_leaves_the_callers_cells_as_they_were(hasher: Hasher) -> None:
+    cells = list(GOOD)
+    read(reader(hasher, [*HEADER, "Samtykke"]), [*cells, "ja"])
+    read(reader(hasher), cells)
+    assert cells == GOOD

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -30,6 +31,28 @@ def test_the_delimiter_is_sniffed_from_the_header_line(header: str, delimiter: s
 def test_a_time_across_the_autumn_dst_change_in_oslo_is_read_as_the_first_occurrence() -> None:
     # 27.10.2024 02:30 happens twice in Oslo; a spreadsheet cannot say which: the first.
     assert values.parse_time("27.10.2024 02:30") == datetime(2024, 10, 27, 0, 30, tzinfo=UTC)
+
+
+def test_times_of_every_hour_of_a_year_with_both_dst_changes_are_oslo_wall_clock_times() -> None:
+    # The two common spellings are read by their hour (values._by_hour); each must be
+    # the wall-clock time in Oslo (the first one where the autumn change repeats it).
+    oslo = ZoneInfo("Europe/Oslo")
+    hour = datetime(2024, 1, 1)
+    while hour.year == 2024:
+        for minute, second in ((0, 0), (29, 7), (59, 59)):
+            local = hour.replace(minute=minute, second=second)
+            utc = local.replace(tzinfo=oslo).astimezone(UTC)
+            assert values.parse_time(local.strftime("%Y-%m-%dT%H:%M:%S")) == utc
+            assert values.parse_time(local.strftime("%d.%m.%Y %H:%M")) == utc.replace(second=0)
+        hour += timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    "text", ["12.09.2025 14:60", "2025-09-12T14:33:60", "31.02.2025 10:00", "12.09.2025 24:00"]
+)
+def test_a_time_in_a_common_spelling_past_the_clock_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^invalid_date$"):
+        values.parse_time(text)
 
 
 @pytest.mark.parametrize("text", ["", "2024-13-01", "32.01.2024", "yesterday", "12.03.24 10:00"])
