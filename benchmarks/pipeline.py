@@ -1,13 +1,13 @@
 """The send path: recipients per second through two worker processes on Redis and PostgreSQL.
 
     python -m benchmarks.pipeline [--recipients 100000] [--batch-size 500] [--threads 4]
-                                  [--prefetch 1] [--skip-baseline] [--baseline-sample 5000]
+                                  [--prefetch 2] [--skip-baseline] [--baseline-sample 5000]
 
 On a throwaway PostgreSQL database, N synthetic partner leads with consent are loaded
 (COPY) with a ledger of 10 N entries (2 % of the people in it), an email campaign is
 launched, and 1 % of the recipients opt out after the launch (they must be stopped by
-the send-time check). Two `dramatiq worker.actors` processes (prefetch 1, as `outreach
-worker` runs them; --prefetch to try more) on Redis db 12 then send it through the
+the send-time check). Two `dramatiq worker.actors` processes (prefetch 2, as `outreach
+worker` runs them; --prefetch to try others) on Redis db 12 then send it through the
 outbox channel: the figure is recipients per second from the first enqueue to the
 campaign being `done`, i.e. the whole send path per recipient: claim (queued ->
 sending), render, the send-time re-check of the ledger and the frequency cap, the
@@ -43,6 +43,7 @@ import dramatiq
 from sqlalchemy import func, select
 
 from worker import actors as _actors  # noqa: F401  (this process's broker, before the actor)
+from worker.commands.processes import PREFETCH
 
 NOOP_QUEUE = "bench_noop"
 
@@ -59,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument(
-        "--prefetch", type=int, default=1, help="messages per process (1: as `outreach worker`)"
+        "--prefetch",
+        type=int,
+        default=PREFETCH,
+        help=f"messages per process ({PREFETCH}: as `outreach worker`)",
     )
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--baseline-sample", type=int, default=5_000)
@@ -144,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             workers.start(args.processes)
             print(
                 f"{args.processes} worker processes x {args.threads} threads, prefetch "
-                f"{args.prefetch}{' (as `outreach worker` runs them)' if args.prefetch == 1 else ''}"
+                f"{args.prefetch}{' (as `outreach worker` runs them)' if args.prefetch == PREFETCH else ''}"
                 ", Redis and PostgreSQL on this machine"
             )
 
@@ -209,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
             if not args.skip_baseline:
-                # On the same processes (prefetch 1) dramatiq fetches the next message only
+                # On the same processes (low prefetch) dramatiq fetches the next message only
                 # after a backoff sleep: a few ms per message, so a sample is enough.
                 sample = min(n, args.baseline_sample)
                 same = _baseline(enqueuer, sample)

@@ -8,36 +8,44 @@ Preview does the same deciding and writes nothing.
 
 from __future__ import annotations
 
-import gc
+import itertools
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, select
 
 from campaigns import campaign as campaign_mod
 from campaigns import decisions
 from campaigns.campaign_schema import EXCLUDED as STATE_EXCLUDED
-from campaigns.campaign_schema import QUEUED, batches, recipients
+from campaigns.campaign_schema import QUEUED, batches
+from campaigns.memory import collector_paused
+from campaigns.prefetch import Prefetch
 from campaigns.schema import contacts
+from campaigns.streaming import RecipientWriter, reading_connection
 from suppression.bulk import insert_rows
 from suppression.keys import Hasher
 from suppression.ledger import Status
-from suppression.policy import Decision, PersonFacts, PolicyConfig, RegisterFacts, decide
+from suppression.policy import (
+    SEND,
+    ConsentFacts,
+    CustomerFacts,
+    Decision,
+    PolicyConfig,
+    RegisterFacts,
+    decide_facts,
+)
 from suppression.register import active_snapshot
-from suppression.schema import unsubscribe_tokens
 
 CHUNK = 20_000
-# What launch and preview read of a contact: its keys and, for the samples, name and postcode.
-CONTACT_COLUMNS = (
-    "id", "key_id", "email_hash", "phone_hash", "name_address_hash",
-    "first_name", "last_name", "postal_code",
-)  # fmt: skip
+# What launch and preview read of a contact: its keys and, for preview's samples only,
+# name and postcode.
+CONTACT_COLUMNS = ("id", "key_id", "email_hash", "phone_hash", "name_address_hash")
+SAMPLE_COLUMNS = ("first_name", "last_name", "postal_code")
 SAMPLES_PER_REASON = 3
-IDENTITY_KIND = {"email": "email", "sms": "phone", "call": "phone", "post": "name_address"}
 
 
 @dataclass
@@ -66,84 +74,144 @@ class Summary:
         }
 
 
-def _decided(
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """Up to CHUNK audience contacts (positional rows, id first) and their facts."""
+
+    rows: Sequence[Any]
+    ledger: dict[int, Status]
+    register: dict[int, RegisterFacts]
+    consents: dict[int, tuple[ConsentFacts, ...]]
+    customers: dict[int, CustomerFacts]
+    recent: dict[int, int]
+
+
+def _chunks(
     conn: Connection,
-    hasher: Hasher,
     config: PolicyConfig,
     camp: campaign_mod.Campaign,
     now: datetime,
-) -> Iterator[tuple[Any, Decision]]:
-    """(contact row, decision) for every audience member, in contact id order."""
+    columns: Sequence[str],
+) -> Iterator[_Chunk]:
+    """The audience in contact id order, a chunk at a time, with every fact the policy
+    needs, from a handful of set-based queries per chunk."""
     snapshot = active_snapshot(conn)
-    no_register = RegisterFacts(
-        snapshot.snapshot_date if snapshot else None, snapshot.loaded_at if snapshot else None
-    )
-    address = decisions.ADDRESS_COLUMN[camp.channel]
     audience = camp.audience.query()
-    # The ledger (and for calls and post the register) joined with the whole audience in
-    # one query each, read in step with the contacts: each table is read once per launch.
-    ledger = decisions.InStep(decisions.ledger_hits(conn, audience))
-    register = decisions.InStep(
-        decisions.register_hits(conn, audience, snapshot)
-        if snapshot is not None and camp.channel in ("call", "post")
-        else iter(())
-    )
-    result = conn.execute(
-        audience.with_only_columns(*(contacts.c[name] for name in CONTACT_COLUMNS)),
-        execution_options={"yield_per": CHUNK},
-    )
-    for chunk in result.partitions():
-        rows = [r._mapping for r in chunk]
-        low, high = int(rows[0]["id"]), int(rows[-1]["id"])
-        ledger_now = ledger.upto(high)
-        register_now = register.upto(high)
-        consents = decisions.consents_by_contact(conn, low, high)
-        customers = decisions.customers_by_contact(conn, low, high)
-        recent = decisions.recent_contacts(
-            conn, [int(r["id"]) for r in rows], now, config.frequency_window_days, camp.id
+    with ExitStack() as streams:
+        # Closed here, however the launch ends: a stream left to the garbage collector
+        # would close its server-side cursor whenever the collector runs, on a connection
+        # that is back in the pool and in someone else's transaction by then.
+        opened = streams.enter_context
+        # The ledger (and for calls and post the register) joined with the whole audience
+        # in one query each, read in step with the contacts: each table is read once per
+        # launch.
+        ledger = decisions.InStep(opened(closing(decisions.ledger_hits(conn, audience))))
+        register = decisions.InStep(
+            opened(closing(decisions.register_hits(conn, audience, snapshot)))
+            if snapshot is not None and camp.channel in ("call", "post")
+            else iter(())
         )
-        for row in rows:
-            cid = int(row["id"])
-            facts = PersonFacts(
-                consents=tuple(consents.get(cid, ())),
-                customer=customers.get(cid),
-                ledger=ledger_now.get(cid, Status()),
-                recent_contacts=recent.get(cid, 0),
-                has_address=row[address] is not None,
+        stream = opened(
+            closing(
+                decisions.streamed(
+                    conn,
+                    audience.with_only_columns(*(contacts.c[name] for name in columns)),
+                    CHUNK,
+                )
             )
-            yield (
-                row,
-                decide(
-                    camp.channel,
-                    camp.purpose,
-                    facts,
-                    register_now.get(cid, no_register),
-                    config,
-                    now,
-                ),
+        )
+        window = config.frequency_window_days
+        for rows in stream:
+            low, high = rows[0][0], rows[-1][0]
+            yield _Chunk(
+                rows,
+                ledger.upto(high),
+                register.upto(high),
+                decisions.consents_by_contact(conn, low, high),
+                decisions.customers_by_contact(conn, low, high),
+                decisions.recent_contacts(conn, [r[0] for r in rows], now, window, camp.id),
             )
+
+
+def _decided(
+    chunks: Iterable[_Chunk],
+    no_register: RegisterFacts,
+    config: PolicyConfig,
+    camp: campaign_mod.Campaign,
+    now: datetime,
+) -> Iterator[Iterable[tuple[Any, Decision]]]:
+    """Chunk by chunk, (contact row, decision) for every audience member, in contact id
+    order (a list per chunk: a comprehension costs less per person than a generator)."""
+    at = CONTACT_COLUMNS.index(decisions.ADDRESS_COLUMN[camp.channel])
+    no_ledger = Status()
+    channel, purpose = camp.channel, camp.purpose
+    for chunk in chunks:
+        consents, customers = chunk.consents.get, chunk.customers.get
+        ledger, recent, register = chunk.ledger.get, chunk.recent.get, chunk.register.get
+        found = [
+            decide_facts(
+                channel,
+                purpose,
+                consents(row[0], ()),
+                customers(row[0]),
+                ledger(row[0], no_ledger),
+                recent(row[0], 0),
+                row[at] is not None,
+                register(row[0], no_register),
+                config,
+                now,
+            )
+            for row in chunk.rows
+        ]
+        yield zip(chunk.rows, found, strict=True)
+
+
+class _Chunks:
+    """The audience's chunks; `ahead` when read on a connection of their own, in a thread,
+    ahead of the one deciding (the caller's connection is then free to write)."""
+
+    def __init__(self, chunks: Iterable[_Chunk], ahead: bool) -> None:
+        self._chunks = chunks
+        self.ahead = ahead
+
+    def __iter__(self) -> Iterator[_Chunk]:
+        return iter(self._chunks)
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Deciding allocates millions of short-lived objects that form no reference cycles;
-    the cyclic collector would walk every live object again and again (40 % of a launch's
-    CPU). Paused while deciding, on again after (it then finds nothing to collect)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+def _audience_facts(
+    conn: Connection,
+    config: PolicyConfig,
+    camp: campaign_mod.Campaign,
+    now: datetime,
+    columns: Sequence[str] = CONTACT_COLUMNS,
+) -> Iterator[tuple[_Chunks, RegisterFacts]]:
+    """The chunks to decide and the register facts of the unlisted, with the cyclic
+    collector paused for as long as deciding goes on."""
+    with ExitStack() as stack:
+        reader = stack.enter_context(reading_connection(conn))
+        no_register = _no_register(reader)  # before a thread reads on the connection
+        chunks: Iterable[_Chunk] = _chunks(reader, config, camp, now, columns)
+        if reader is not conn:
+            chunks = stack.enter_context(Prefetch(iter(chunks), name="launch-reader"))
+        stack.enter_context(collector_paused())
+        yield _Chunks(chunks, ahead=reader is not conn), no_register
+
+
+def _no_register(conn: Connection) -> RegisterFacts:
+    """The register facts of a person the active snapshot does not list."""
+    snapshot = active_snapshot(conn)
+    return RegisterFacts(
+        snapshot.snapshot_date if snapshot else None, snapshot.loaded_at if snapshot else None
+    )
 
 
 def _sample(row: Any) -> dict[str, Any]:
     # Samples show who, without the address itself: the marketer sees a name and a postal code.
     return {
-        "contact_id": int(row["id"]),
-        "name": " ".join(p for p in (row["first_name"], row["last_name"]) if p) or "(erased)",
-        "postal_code": row["postal_code"],
+        "contact_id": int(row[0]),
+        "name": " ".join(p for p in (row[5], row[6]) if p) or "(erased)",
+        "postal_code": row[7],
     }
 
 
@@ -157,8 +225,12 @@ def preview(
     """Counts by decision and samples per reason; no side effects."""
     camp = campaign_mod.get(conn, campaign_id)
     summary = Summary()
-    with _collector_paused():
-        for row, decision in _decided(conn, hasher, config, camp, now or datetime.now(UTC)):
+    now = now or datetime.now(UTC)
+    columns = CONTACT_COLUMNS + SAMPLE_COLUMNS
+    with _audience_facts(conn, config, camp, now, columns) as (chunks, no_register):
+        for row, decision in itertools.chain.from_iterable(
+            _decided(chunks, no_register, config, camp, now)
+        ):
             summary.audience += 1
             summary.by_decision[(decision.decision, decision.rule)] += 1
             samples = summary.samples[decision.decision]
@@ -168,24 +240,6 @@ def preview(
     return summary
 
 
-def _reserve_token_ids(conn: Connection, count: int) -> int:
-    """The first of `count` consecutive token ids reserved for this launch."""
-    if conn.dialect.name == "postgresql":
-        seq = conn.execute(
-            text("SELECT pg_get_serial_sequence('unsubscribe_tokens', 'id')")
-        ).scalar_one()
-        # Lock out other reservations for the moment it takes to move the sequence.
-        conn.execute(text("LOCK TABLE unsubscribe_tokens IN SHARE ROW EXCLUSIVE MODE"))
-        last = conn.execute(text("SELECT last_value, is_called FROM " + seq)).one()
-        first = int(last[0]) + (1 if last[1] else 0)
-        conn.execute(
-            text("SELECT setval(:seq, :value, true)"), {"seq": seq, "value": first + count - 1}
-        )
-        return first
-    current = conn.execute(select(func.coalesce(func.max(unsubscribe_tokens.c.id), 0))).scalar_one()
-    return int(current) + 1
-
-
 def launch(
     conn: Connection,
     hasher: Hasher,
@@ -193,90 +247,53 @@ def launch(
     campaign_id: int,
     now: datetime | None = None,
 ) -> Summary:
-    """Decide every audience member, store the recipients with their decisions and tokens,
-    create the batches and mark the campaign running, all in the caller's transaction.
-    The caller enqueues the batches after the commit (`batches_to_enqueue`)."""
+    """Decide every audience member, store the recipients with their decisions, create
+    the batches and mark the campaign running, all in the caller's transaction. The
+    caller enqueues the batches after the commit (`batches_to_enqueue`)."""
     now = now or datetime.now(UTC)
     camp = campaign_mod.get(conn, campaign_id)
     if camp.state != campaign_mod.DRAFT:
         raise campaign_mod.CampaignError(
             f"campaign {campaign_id}: only a draft can be launched (it is {camp.state})"
         )
-    address = decisions.ADDRESS_COLUMN[camp.channel]
-    identity_kind = IDENTITY_KIND[camp.channel]
+    at = CONTACT_COLUMNS.index(decisions.ADDRESS_COLUMN[camp.channel])
     summary = Summary()
-    recipient_rows: list[tuple[Any, ...]] = []
-    token_rows: list[tuple[Any, ...]] = []
+    counts = summary.by_decision
     queued = 0
-    next_token: int | None = None
-    recipient_columns = (
-        "campaign_id", "contact_id", "key_hash", "decision", "rule", "basis", "evidence",
-        "state", "batch_no", "token_id", "updated_at",
-    )  # fmt: skip
-    token_columns = (
-        "id",
-        "key_hash",
-        "key_id",
-        "identity_kind",
-        "channel",
-        "campaign_id",
-        "created_at",
-    )
-
-    def flush() -> None:
-        insert_rows(conn, unsubscribe_tokens, token_columns, token_rows)
-        insert_rows(conn, recipients, recipient_columns, recipient_rows)
-        token_rows.clear()
-        recipient_rows.clear()
-
-    pending: list[tuple[Any, Decision]] = []
-
-    def write_pending() -> None:
-        nonlocal next_token, queued
-        allowed = sum(1 for _, d in pending if d.allowed)
-        if allowed:
-            next_token = _reserve_token_ids(conn, allowed) if next_token is None else next_token
-        for row, decision in pending:
-            token_id = batch_no = None
-            state = STATE_EXCLUDED
-            key = row[address]
+    size = camp.batch_size
+    with ExitStack() as stack:
+        chunks, no_register = stack.enter_context(_audience_facts(conn, config, camp, now))
+        writer = stack.enter_context(RecipientWriter(conn, streaming=chunks.ahead))
+        for row, decision in itertools.chain.from_iterable(
+            _decided(chunks, no_register, config, camp, now)
+        ):
+            counts[(decision.decision, decision.rule)] += 1
+            key = row[at]
             if decision.allowed:
-                assert next_token is not None
-                token_id, next_token = next_token, next_token + 1
-                batch_no = queued // camp.batch_size
+                writer.add(
+                    (
+                        camp.id, row[0], key, row[1], SEND, decision.rule, decision.basis,
+                        " ".join(decision.evidence), QUEUED, queued // size, now,
+                    )
+                )  # fmt: skip
                 queued += 1
-                state = QUEUED
-                token_rows.append(
-                    (token_id, bytes(key), row["key_id"], identity_kind, camp.channel, camp.id, now)
-                )
-            recipient_rows.append(
-                (
-                    camp.id, int(row["id"]), bytes(key) if key is not None else b"", decision.decision,
-                    decision.rule, decision.basis, " ".join(decision.evidence), state, batch_no,
-                    token_id, now,
-                )
-            )  # fmt: skip
-        pending.clear()
-        flush()
-        # Token ids were reserved for this chunk only; the next chunk reserves again.
-        next_token = None
-
-    with _collector_paused():
-        for row, decision in _decided(conn, hasher, config, camp, now):
-            summary.audience += 1
-            summary.by_decision[(decision.decision, decision.rule)] += 1
-            pending.append((row, decision))
-            if len(pending) >= CHUNK:
-                write_pending()
-        write_pending()
-    summary.batches = -(-queued // camp.batch_size)
+            else:
+                writer.add(
+                    (
+                        camp.id, row[0], key if key is not None else b"", None,
+                        decision.decision, decision.rule, decision.basis,
+                        " ".join(decision.evidence), STATE_EXCLUDED, None, now,
+                    )
+                )  # fmt: skip
+    summary.audience = counts.total()
+    summary.batches = -(-queued // size)
     if summary.batches:
         insert_rows(
             conn,
             batches,
             ("campaign_id", "batch_no", "state", "size", "enqueued_at", "attempts"),
             (
-                (camp.id, n, QUEUED, min(camp.batch_size, queued - n * camp.batch_size), now, 0)
+                (camp.id, n, QUEUED, min(size, queued - n * size), now, 0)
                 for n in range(summary.batches)
             ),
         )

@@ -6,7 +6,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, String, cast, func, literal, select
+from sqlalchemy import Connection, String, cast, func, literal, select, union_all
 
 from campaigns import campaign as campaign_mod
 from campaigns.campaign_schema import FINAL_STATES, SENT, STATES, recipients
@@ -89,9 +89,15 @@ def build(conn: Connection, campaign_id: int) -> Report:
         report.stopped_at_send.append({"rule": rule, "count": int(n)})
     # Only SMS reports delivery (Twilio's status callbacks); elsewhere the step is left out.
     report.delivered = _delivered(conn, campaign_id) if report.campaign.channel == "sms" else None
-    # Unsubscribes through this campaign's links (the web app records evidence "token:<id>").
-    token_refs = select(literal("token:", String) + cast(unsubscribe_tokens.c.id, String)).where(
-        unsubscribe_tokens.c.campaign_id == campaign_id
+    # Unsubscribes through this campaign's links: the web app records the evidence
+    # "recipient:<id>" (or "token:<id>" for a token row of a launch before migration 0005).
+    token_refs = union_all(
+        select(literal("token:", String) + cast(unsubscribe_tokens.c.id, String)).where(
+            unsubscribe_tokens.c.campaign_id == campaign_id
+        ),
+        select(literal("recipient:", String) + cast(recipients.c.id, String)).where(
+            recipients.c.campaign_id == campaign_id, recipients.c.key_id.is_not(None)
+        ),
     )
     report.unsubscribed = int(
         conn.execute(

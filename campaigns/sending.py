@@ -329,10 +329,13 @@ class Sender:
 
     def _sub_batch_for(self, camp: campaign_mod.Campaign) -> int:
         """The throttle admits a claimed sub-batch at once and it then goes out in one burst:
-        with a rate limit, a burst is at most a tenth of a second's worth, so that the
-        provider sees the configured rate and not bursts of a whole sub-batch."""
+        with a rate limit, a burst is at most a twentieth of a second's worth, so that the
+        provider sees the configured rate and not bursts of a whole sub-batch. (A burst
+        takes tens of milliseconds to go out, and the throttle keeps the provider's next
+        second clear of it until it is done: the shorter, the closer to the limit;
+        worker/rate_limit.py.)"""
         if camp.rate_limit:
-            return max(1, min(self.sub_batch, camp.rate_limit // 10))
+            return max(1, min(self.sub_batch, camp.rate_limit // 20))
         return self.sub_batch
 
     def _claim(self, conn: Connection, campaign_id: int, batch_no: int, limit: int) -> list[int]:
@@ -396,7 +399,7 @@ class Sender:
         org = {"name": self.config.organisation_name, "number": self.config.organisation_number}
         out = []
         for r in rows:
-            url = f"{self.public_url}/u/{tokens.encode(self.hasher, int(r.token_id))}"
+            url = f"{self.public_url}/u/{tokens.for_recipient(self.hasher, int(r.id), r.token_id)}"
             name = " ".join(p for p in (r.first_name, r.last_name) if p)
             notice = source_notice(partners.get(int(r.contact_id)), self.config.organisation_name)
             values: dict[str, Any] = {
@@ -475,15 +478,7 @@ class Sender:
             select(
                 recipients.c.id.label("rid"),
                 recent_count.label("recent"),
-                ledger_entries.c.id,
-                ledger_entries.c.key_hash,
-                ledger_entries.c.kind,
-                ledger_entries.c.scope,
-                ledger_entries.c.reason,
-                ledger_entries.c.source,
-                ledger_entries.c.evidence_ref,
-                ledger_entries.c.occurred_at,
-                ledger_entries.c.actor,
+                *decisions.LEDGER_COLUMNS,
             )
             .select_from(
                 recipients.join(contacts, contacts.c.id == recipients.c.contact_id).outerjoin(

@@ -188,7 +188,7 @@ def _show_link(campaign_id: int) -> None:
     ctx = Context.load()
     with ctx.engine.connect() as conn:
         row = conn.execute(
-            select(recipients.c.token_id, contacts.c.email)
+            select(recipients.c.id, recipients.c.token_id, contacts.c.email)
             .join(contacts, contacts.c.id == recipients.c.contact_id)
             .where(recipients.c.campaign_id == campaign_id, recipients.c.state == "sent")
             .order_by(recipients.c.id)
@@ -196,7 +196,9 @@ def _show_link(campaign_id: int) -> None:
         ).first()
     if row is None:
         return
-    link = f"{ctx.settings.public_url}/u/{tokens.encode(ctx.hasher, int(row.token_id))}"
+    link = (
+        f"{ctx.settings.public_url}/u/{tokens.for_recipient(ctx.hasher, int(row.id), row.token_id)}"
+    )
     env = f"DATABASE_URL={ctx.settings.database_url} OUTREACH_SECRET_KEY=$(cat {SECRET_FILE})"
     console.print(
         Panel.fit(

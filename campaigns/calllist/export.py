@@ -161,7 +161,7 @@ def build_export(
                     r.phone,
                     f"{r.rule} {r.basis}".strip(),
                     CALLING_HOURS_TEXT,
-                    f"{base}/u/{tokens.encode(hasher, int(r.token_id))}",
+                    f"{base}/u/{tokens.for_recipient(hasher, rid, r.token_id)}",
                     snapshot.snapshot_date.isoformat(),
                 )
             )

@@ -46,6 +46,7 @@ def recipient_lookup(engine: Engine, hasher: Hasher, public_url: str) -> Recipie
                     select(
                         recipients.c.id,
                         recipients.c.token_id,
+                        recipients.c.key_id,
                         recipients.c.provider_id,
                         contacts.c.email,
                         contacts.c.phone,
@@ -54,9 +55,11 @@ def recipient_lookup(engine: Engine, hasher: Hasher, public_url: str) -> Recipie
                     .where(recipients.c.id.in_(wanted[start : start + CHUNK]))
                 )
                 for r in rows:
+                    # Only a recipient allowed at launch has a token (and a key id).
+                    allowed = r.token_id is not None or r.key_id is not None
                     url = (
-                        f"{base}/u/{tokens.encode(hasher, int(r.token_id))}"
-                        if r.token_id is not None
+                        f"{base}/u/{tokens.for_recipient(hasher, int(r.id), r.token_id)}"
+                        if allowed
                         else ""
                     )
                     found[int(r.id)] = RecipientRef(int(r.id), r.email, r.phone, url, r.provider_id)

@@ -1,7 +1,8 @@
 """The unsubscribe link: what a token stands for, and the choices its page offers.
 
-A token names a row that holds only the keyed hash of the identity, so everything
-here works after the person's erasure (ALL-4). Looking a token up never changes
+A token names a row that holds only the keyed hash of the identity (a token row, or
+the campaign recipient the message went to), so everything here works after the
+person's erasure (ALL-4). Looking a token up never changes
 anything (EM-2); `unsubscribe` writes the ledger entries on the caller's
 connection, and the caller commits before it answers (guarantee 3).
 """
@@ -15,6 +16,7 @@ from typing import Final
 
 from sqlalchemy import Connection, Engine, bindparam, select
 
+from campaigns.campaign_schema import IDENTITY_KIND, campaigns, recipients
 from suppression import tokens
 from suppression.keys import Hasher, KeyedHash
 from suppression.ledger import CHANNEL_SCOPES, OBJECTION, UNSUBSCRIBE, Ledger, Status
@@ -50,6 +52,16 @@ _FIND_TOKEN: Final = select(
     unsubscribe_tokens.c.channel,
     unsubscribe_tokens.c.campaign_id,
 ).where(unsubscribe_tokens.c.id == bindparam("id"))
+_FIND_RECIPIENT: Final = (
+    select(
+        recipients.c.key_hash,
+        recipients.c.key_id,
+        campaigns.c.channel,
+        recipients.c.campaign_id,
+    )
+    .join(campaigns, campaigns.c.id == recipients.c.campaign_id)
+    .where(recipients.c.id == bindparam("id"), recipients.c.key_id.is_not(None))
+)
 
 
 class ChoiceError(ValueError):
@@ -58,14 +70,25 @@ class ChoiceError(ValueError):
 
 def find(conn: Connection, hasher: Hasher, token: str) -> TokenTarget | None:
     """The token's target, or None for a forged, malformed or unknown token."""
-    token_id = tokens.decode(hasher, token)
-    row = conn.execute(
-        _FIND_TOKEN, {"id": token_id if token_id is not None else _NO_SUCH_ID}
-    ).first()
-    if token_id is None or row is None:
+    ref = tokens.decode_ref(hasher, token)
+    if ref is not None and ref.kind == tokens.RECIPIENT:
+        found = conn.execute(_FIND_RECIPIENT, {"id": ref.id}).first()
+        if found is None or not found.key_hash:
+            return None
+        return TokenTarget(
+            token_id=ref.id,
+            key_hash=bytes(found.key_hash),
+            key_id=found.key_id,
+            identity_kind=IDENTITY_KIND[found.channel],
+            channel=found.channel,
+            campaign_id=found.campaign_id,
+            kind=tokens.RECIPIENT,
+        )
+    row = conn.execute(_FIND_TOKEN, {"id": ref.id if ref is not None else _NO_SUCH_ID}).first()
+    if ref is None or row is None:
         return None
     return TokenTarget(
-        token_id=token_id,
+        token_id=ref.id,
         key_hash=bytes(row.key_hash),
         key_id=row.key_id,
         identity_kind=row.identity_kind,
@@ -124,8 +147,8 @@ def unsubscribe(
             scope=scope,
             reason=reason,
             source=SOURCE,
-            source_event=f"token:{target.token_id}:{scope}",
-            evidence_ref=f"token:{target.token_id}",
+            source_event=f"{target.ref}:{scope}",
+            evidence_ref=target.ref,
             occurred_at=occurred_at,
             actor="recipient",
         )

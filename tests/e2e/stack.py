@@ -476,7 +476,7 @@ timeout_seconds = 10
                 batch_no=r.batch_no,
                 phone=r.phone,
                 email=r.email,
-                token=tokens.encode(self.hasher, int(r.token_id)) if r.token_id else "",
+                token=tokens.for_recipient(self.hasher, int(r.id), r.token_id),
             )
             for r in rows
         ]

@@ -84,9 +84,10 @@ def unsubscribe_paced(stack: Stack, chosen: Sequence[Recipient], seconds: float)
     return answers
 
 
-def committed_tokens(stack: Stack, token_ids: Sequence[int]) -> set[int]:
-    """Token ids whose one-click opt-out is in the ledger (campaigns.optouts.unsubscribe)."""
-    wanted = {f"token:{t}:sms": t for t in token_ids} | {f"token:{t}:email": t for t in token_ids}
+def committed_tokens(stack: Stack, recipient_ids: Sequence[int]) -> set[int]:
+    """Recipients whose one-click opt-out (through the token in their message) is in the
+    ledger (campaigns.optouts.unsubscribe)."""
+    wanted = {f"recipient:{r}:{scope}": r for r in recipient_ids for scope in ("sms", "email")}
     with stack.engine.connect() as conn:
         events = conn.execute(
             select(ledger_entries.c.source_event).where(
@@ -173,7 +174,7 @@ def judge_opt_outs(
     """Every opt-out was answered 200 and each 200 has its ledger entry (guarantee 3);
     then guarantee 1 counted from the fake's log (evidence.opt_out_outcome)."""
     assert sorted({a.status for a in answers}) == [200]
-    token_ids = [int(a.recipient.token_id or 0) for a in answers]
+    token_ids = [a.recipient.id for a in answers]
     assert committed_tokens(stack, token_ids) == set(token_ids)
     return evidence.opt_out_outcome(
         {a.recipient.id: a.at for a in answers}, rows, evidence.by_recipient(messages, rows)
@@ -381,13 +382,13 @@ def test_with_the_database_cut_off_the_link_answers_503_never_200_without_a_comm
     statuses = {a.status for _, a in answers}
     ok = [a for _, a in answers if a.status == 200]
     refused = [a for _, a in answers if a.status == 503]
-    ok_ids = [int(a.recipient.token_id or 0) for a in ok]
-    stored = committed_tokens(stack, [int(r.token_id or 0) for r in rows])
+    ok_ids = [a.recipient.id for a in ok]
+    stored = committed_tokens(stack, [r.id for r in rows])
     first_ok_after = min(a.at for went, a in answers if went >= restored_at and a.status == 200)
     # The 503s tried again, once the database is back.
     with httpx.Client(timeout=30) as client:
         retried = [one_click(client, stack, a.recipient) for a in refused]
-    stored_after_retry = committed_tokens(stack, [int(r.token_id or 0) for r in rows])
+    stored_after_retry = committed_tokens(stack, [r.id for r in rows])
     evidence.record(
         "database cut during unsubscribes",
         {
@@ -395,7 +396,7 @@ def test_with_the_database_cut_off_the_link_answers_503_never_200_without_a_comm
             "answered_200": len(ok),
             "answered_503": len(refused),
             "200_without_a_ledger_entry": len(set(ok_ids) - stored),
-            "503_stored_anyway": len({int(a.recipient.token_id or 0) for a in refused} & stored),
+            "503_stored_anyway": len({a.recipient.id for a in refused} & stored),
             "healthz_while_cut": health["during"],
             "healthz_after": health["after"],
             "seconds_to_first_200_after_the_proxy_came_back": round(
@@ -409,7 +410,7 @@ def test_with_the_database_cut_off_the_link_answers_503_never_200_without_a_comm
     assert set(ok_ids) <= stored
     assert health == {"during": 503, "after": 200}
     assert all(a.status == 200 for a in retried)
-    assert stored_after_retry == {int(r.token_id or 0) for r in rows}
+    assert stored_after_retry == {r.id for r in rows}
     stack.wait_done(campaign_id, DONE_WITHIN)
 
 

@@ -82,7 +82,7 @@ def consent(**changes: Any) -> ConsentFacts:
         source="partner:boligpartner",
         from_partner=True,
     )
-    return replace(base, **changes)
+    return base._replace(**changes)
 
 
 def customer(**changes: Any) -> CustomerFacts:
