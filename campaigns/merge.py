@@ -19,9 +19,13 @@ is joined with `contacts`, new contacts are written with COPY under ids taken fr
 sequence in one statement, and changed ones with one executemany. With a `KeyFilter`
 only the hashes it cannot rule out are looked up (a large file: nearly none).
 
-The contacts found are locked FOR KEY SHARE until the caller commits, so that none is
-deleted under the contact sources and consent records the caller writes for them
-(what a foreign key would do row by row; see campaigns.schema).
+The contacts found are locked FOR NO KEY UPDATE until the caller commits: none is
+deleted under the contact sources and consent records the caller writes for them (what
+a foreign key would do row by row; see campaigns.schema), and none is changed between
+this read and the write of its filled fields. (FOR KEY SHARE would not wait for another
+import filling a name or an address, and writing back the contact as read here would
+then drop what that import filled.) A concurrent import of the same people waits for
+this one and reads what it committed; an erasure waits too (`campaigns.people.forget`).
 """
 
 from __future__ import annotations
@@ -329,7 +333,7 @@ class Merger:
         self, batch: Sequence[Incoming], pinned: Sequence[int | None] | None, with_claims: bool
     ) -> tuple[dict[bytes, Any], dict[bytes, Any], dict[int, _Contact]]:
         """The contacts holding any of the batch's emails or phones (or pinned ids),
-        locked FOR KEY SHARE."""
+        locked FOR NO KEY UPDATE."""
         conn = self.conn
         known = self.known
         emails = [r.email_hash for r in batch if r.email_hash is not None]
@@ -355,7 +359,7 @@ class Merger:
                 .scalar_subquery()
                 .label("claim")
             )
-        # One statement per kind (FOR KEY SHARE is not allowed over a UNION, and an OR
+        # One statement per kind (a row lock is not allowed over a UNION, and an OR
         # of the two would scan every contact); phones of contacts an email found are
         # not looked up again.
         for kind, hashes, column in (
@@ -375,7 +379,7 @@ class Merger:
             found = conn.execute(self._lookup(columns, kind, column)).all()  # fetchall: one call
             self._hold(found, by_email, by_phone, by_id)
         if ids:
-            query = select(*columns).where(c.id.in_(ids)).with_for_update(read=True, key_share=True)
+            query = select(*columns).where(c.id.in_(ids)).with_for_update(key_share=True)
             self._hold(conn.execute(query).all(), by_email, by_phone, by_id)
         return by_email, by_phone, by_id
 
@@ -406,7 +410,7 @@ class Merger:
                 by_phone[v[_PH]] = held
 
     def _lookup(self, columns: list[Any], kind: int, column: Any) -> Any:
-        """The contacts holding a hash of `kind` in merge_keys, locked FOR KEY SHARE."""
+        """The contacts holding a hash of `kind` in merge_keys, locked FOR NO KEY UPDATE."""
         keys = _keys.alias("k")
         if self.conn.dialect.name != "postgresql":
             held = select(keys.c.key_hash).where(keys.c.kind == kind)
@@ -418,7 +422,7 @@ class Merger:
             select(*columns)
             .where(column == keys.c.key_hash)
             .limit(1)
-            .with_for_update(read=True, key_share=True, of=contacts)  # FOR KEY SHARE
+            .with_for_update(key_share=True, of=contacts)  # FOR NO KEY UPDATE
             .lateral("found")
         )
         return select(found).select_from(keys).join(found, true()).where(keys.c.kind == kind)

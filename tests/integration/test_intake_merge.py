@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, event, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
+from campaigns import people
 from campaigns.bulkcopy import copy_rows
 from campaigns.intake import IMPORTED, import_lead_file
 from campaigns.keyfilter import load_contact_keys
@@ -26,7 +27,9 @@ from campaigns.merge import Merger
 from campaigns.retention import purge_expired_leads
 from campaigns.schema import consent_records, contact_sources, contacts
 from campaigns.sources.partner import LeadFormat
+from suppression.identity import email_identity
 from suppression.keys import Hasher
+from suppression.ledger import ERASURE, Ledger
 from suppression.policy import PolicyConfig
 from tests import partner_files
 from tests.partner_files import person
@@ -344,3 +347,100 @@ def test_the_key_filter_read_from_the_store_holds_every_contacts_email_and_phone
     assert all(p.email_hash in held and p.phone_hash in held for p in people)
     others = [hasher.digest("email", f"other{n}@example.no") for n in range(400)]
     assert sum(key in held for key in others) < 40
+
+
+def _in_a_thread(engine: Engine, work: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """`work(conn)` in its own transaction on another thread; its backend pid, result or error."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            with engine.begin() as conn:
+                out["pid"] = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+                out["result"] = work(conn)
+        except Exception as exc:  # the test asserts on it
+            out["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    while "pid" not in out:
+        time.sleep(0.01)
+    return thread, out
+
+
+def test_two_imports_filling_one_contact_keep_both_fills(engine: Engine, hasher: Hasher) -> None:
+    """The second import waits for the first and merges into what it committed, instead of
+    writing back the contact as it read it (which would drop the name and address the
+    first one filled: they are no key, so a FOR KEY SHARE read would not wait)."""
+    postgresql_only(engine)
+    with engine.begin() as conn:
+        (contact_id,) = Merger(conn, hasher.key_id, NOW).merge(
+            [incoming(hasher, 1, None, None, None)]
+        )
+    with engine.begin() as first:
+        assert Merger(first, hasher.key_id, NOW).merge([incoming(hasher, 1, None, 2, 2)]) == [
+            contact_id
+        ]
+        second, out = _in_a_thread(
+            engine,
+            lambda conn: Merger(conn, hasher.key_id, NOW).merge(
+                [incoming(hasher, 1, 1, None, None)]
+            ),
+        )
+        waiting_for_a_lock(engine, out["pid"])
+    second.join(timeout=30)
+    assert out.get("result") == [contact_id], out.get("error")
+    with engine.connect() as conn:
+        row = conn.execute(select(contacts).where(contacts.c.id == contact_id)).one()
+    assert (row.email, row.phone, row.first_name, row.street) == (
+        "lead1@example.no",
+        "+4741000001",
+        partner_files.FIRST[2],
+        "Kongens gate 2",
+    )
+    assert row.phone_hash == hasher.digest("phone", "+4741000001")
+
+
+def test_an_erasure_waits_for_an_import_joining_the_person_and_erases_what_it_wrote(
+    engine: Engine, hasher: Hasher
+) -> None:
+    """ALL-4: an import that joined the person before the erasure cannot bring back a
+    plaintext or leave a consent record behind; the phone it added is suppressed too."""
+    postgresql_only(engine)
+    email = "lead1@example.no"
+    with engine.begin() as conn:
+        (contact_id,) = Merger(conn, hasher.key_id, NOW).merge([incoming(hasher, 1, None, 1, 1)])
+    with engine.begin() as importing:
+        assert Merger(importing, hasher.key_id, NOW).merge([incoming(hasher, 1, 1, 1, 1)]) == [
+            contact_id
+        ]
+        importing.execute(
+            insert(consent_records).values(
+                contact_id=contact_id,
+                source="partner:a",
+                given_at=NOW,
+                channels="email,sms",
+                wording_version="v1",
+                captured_at="https://example.no/skjema",
+                company_named="Trygg Hjem Alarm AS",
+                explicit_call_request=False,
+                multi_company_form=False,
+                from_partner=True,
+                recorded_at=NOW,
+            )
+        )
+        erasing, out = _in_a_thread(
+            engine,
+            lambda conn: people.forget(conn, hasher, email_identity(email), actor="test"),
+        )
+        waiting_for_a_lock(engine, out["pid"])
+    erasing.join(timeout=30)
+    assert "error" not in out, out.get("error")
+    assert out["result"]["consents_deleted"] == 1
+    with engine.connect() as conn:
+        row = conn.execute(select(contacts).where(contacts.c.id == contact_id)).one()
+        assert (row.email, row.phone, row.first_name, row.street) == (None, None, None, None)
+        left = select(func.count()).select_from(consent_records)
+        assert conn.execute(left.where(consent_records.c.contact_id == contact_id)).scalar() == 0
+        phone = Ledger(conn, hasher).status("phone", "+4741000001")
+    assert [e.reason for e in phone.entries] == [ERASURE]
