@@ -16,9 +16,11 @@ from sqlalchemy import (
     Connection,
     Integer,
     Select,
+    Text,
     and_,
     cast,
     func,
+    literal_column,
     select,
     true,
     union_all,
@@ -28,6 +30,7 @@ from campaigns.campaign_schema import recipients
 from campaigns.people import (
     CONSENT_FACT_COLUMNS,
     CUSTOMER_FACT_COLUMNS,
+    channel_set,
     consent_from_values,
     customer_from_values,
 )
@@ -102,6 +105,14 @@ def _fetch(
 _CONSENT_QUERY = select(
     consent_records.c.contact_id, *(consent_records.c[name] for name in CONSENT_FACT_COLUMNS)
 )
+# On PostgreSQL the rows come as ConsentFacts wants them but for the channels: the
+# reference built by the server ('consent:<id>', as `consent_from_values` spells it),
+# an aware given_at, true booleans.
+_CONSENT_QUERY_PG = select(
+    consent_records.c.contact_id,
+    literal_column("'consent:'") + cast(consent_records.c.id, Text),
+    *(consent_records.c[name] for name in CONSENT_FACT_COLUMNS[1:]),
+)
 
 
 def consents_by_contact(
@@ -110,17 +121,25 @@ def consents_by_contact(
     """Each contact's consent records, oldest first (as `campaigns.people.facts` reads a
     person's), for the contacts with ids in [low, high]."""
     out: dict[int, tuple[ConsentFacts, ...]] = {}
+    postgresql = conn.dialect.name == "postgresql"
     rows = tuples(
         conn,
-        _CONSENT_QUERY.where(consent_records.c.contact_id.between(low, high)).order_by(
-            consent_records.c.given_at, consent_records.c.id
-        ),
+        (_CONSENT_QUERY_PG if postgresql else _CONSENT_QUERY)
+        .where(consent_records.c.contact_id.between(low, high))
+        .order_by(consent_records.c.given_at, consent_records.c.id),
     )
     # Positional, and straight into tuples: a chunk is tens of thousands of rows, nearly
     # all of one record each, and every step per row shows in a launch's time.
     get = out.get
-    for contact_id, *values in rows:
-        fact = consent_from_values(*values)
+    if not postgresql:
+        for contact_id, *values in rows:
+            fact = consent_from_values(*values)
+            before = get(contact_id)
+            out[contact_id] = (fact,) if before is None else (*before, fact)
+        return out
+    new, facts = tuple.__new__, ConsentFacts  # the named tuple without its Python __new__
+    for contact_id, reference, given_at, channels, *rest in rows:
+        fact = new(facts, (reference, given_at, channel_set(channels), *rest))
         before = get(contact_id)
         out[contact_id] = (fact,) if before is None else (*before, fact)
     return out

@@ -43,8 +43,16 @@ from suppression.register import active_snapshot
 CHUNK = 20_000
 # What launch and preview read of a contact: its keys and, for preview's samples only,
 # name and postcode.
-CONTACT_COLUMNS = ("id", "key_id", "email_hash", "phone_hash", "name_address_hash")
 SAMPLE_COLUMNS = ("first_name", "last_name", "postal_code")
+ADDRESS_AT = 2  # the channel's address hash, in a contact row of `contact_columns`
+
+
+def contact_columns(channel: str) -> tuple[str, ...]:
+    """What a launch reads of a contact: the id, the key of the hashes, and the hash of the
+    channel's address (the ledger and register joins read the others in the database)."""
+    return ("id", "key_id", decisions.ADDRESS_COLUMN[channel])
+
+
 SAMPLES_PER_REASON = 3
 
 
@@ -142,7 +150,7 @@ def _decided(
 ) -> Iterator[Iterable[tuple[Any, Decision]]]:
     """Chunk by chunk, (contact row, decision) for every audience member, in contact id
     order (a list per chunk: a comprehension costs less per person than a generator)."""
-    at = CONTACT_COLUMNS.index(decisions.ADDRESS_COLUMN[camp.channel])
+    at = ADDRESS_AT
     no_ledger = Status()
     channel, purpose = camp.channel, camp.purpose
     for chunk in chunks:
@@ -184,7 +192,7 @@ def _audience_facts(
     config: PolicyConfig,
     camp: campaign_mod.Campaign,
     now: datetime,
-    columns: Sequence[str] = CONTACT_COLUMNS,
+    columns: Sequence[str],
 ) -> Iterator[tuple[_Chunks, RegisterFacts]]:
     """The chunks to decide and the register facts of the unlisted, with the cyclic
     collector paused for as long as deciding goes on."""
@@ -210,8 +218,8 @@ def _sample(row: Any) -> dict[str, Any]:
     # Samples show who, without the address itself: the marketer sees a name and a postal code.
     return {
         "contact_id": int(row[0]),
-        "name": " ".join(p for p in (row[5], row[6]) if p) or "(erased)",
-        "postal_code": row[7],
+        "name": " ".join(p for p in (row[3], row[4]) if p) or "(erased)",
+        "postal_code": row[5],
     }
 
 
@@ -226,7 +234,7 @@ def preview(
     camp = campaign_mod.get(conn, campaign_id)
     summary = Summary()
     now = now or datetime.now(UTC)
-    columns = CONTACT_COLUMNS + SAMPLE_COLUMNS
+    columns = contact_columns(camp.channel) + SAMPLE_COLUMNS
     with _audience_facts(conn, config, camp, now, columns) as (chunks, no_register):
         for row, decision in itertools.chain.from_iterable(
             _decided(chunks, no_register, config, camp, now)
@@ -256,13 +264,15 @@ def launch(
         raise campaign_mod.CampaignError(
             f"campaign {campaign_id}: only a draft can be launched (it is {camp.state})"
         )
-    at = CONTACT_COLUMNS.index(decisions.ADDRESS_COLUMN[camp.channel])
+    at = ADDRESS_AT
     summary = Summary()
     counts = summary.by_decision
     queued = 0
     size = camp.batch_size
     with ExitStack() as stack:
-        chunks, no_register = stack.enter_context(_audience_facts(conn, config, camp, now))
+        chunks, no_register = stack.enter_context(
+            _audience_facts(conn, config, camp, now, contact_columns(camp.channel))
+        )
         writer = stack.enter_context(RecipientWriter(conn, streaming=chunks.ahead))
         for row, decision in itertools.chain.from_iterable(
             _decided(chunks, no_register, config, camp, now)

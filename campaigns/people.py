@@ -81,7 +81,7 @@ CONSENT_FACT_COLUMNS = (
 
 
 @lru_cache(maxsize=256)
-def _channel_set(channels: str) -> frozenset[str]:
+def channel_set(channels: str) -> frozenset[str]:
     # A handful of distinct spellings ("email,sms", ...) over millions of records.
     return frozenset(c for c in channels.split(",") if c)
 
@@ -106,7 +106,7 @@ def consent_from_values(
     return ConsentFacts(
         f"consent:{record_id}",
         given_at if given_at.tzinfo else given_at.replace(tzinfo=UTC),
-        _channel_set(str(channels)),
+        channel_set(str(channels)),
         wording_version,
         captured_at,
         company_named,

@@ -8,7 +8,7 @@ Rule ids are those of ../shared/docs/RULES.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Final, Literal, NamedTuple
@@ -54,6 +54,23 @@ class PolicyConfig:
     frequency_cap: int = 4  # ALL-8
     frequency_window_days: int = 30  # ALL-8
     register_max_age_days: int = 30  # TP-2
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash(tuple(getattr(self, f) for f in _CONFIG_FIELDS)))
+
+    def __hash__(self) -> int:
+        # Computed once: the policy's caches are keyed by the config, and a launch asks
+        # them twice per consent (a million times); the generated __hash__ builds and
+        # hashes a tuple of every field on each call.
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[PolicyConfig], tuple[object, ...]]:
+        # Rebuilt from its fields, so that the hash is this process's (str hashes differ).
+        return PolicyConfig, tuple(getattr(self, f) for f in _CONFIG_FIELDS)
+
+
+_CONFIG_FIELDS: Final = tuple(f.name for f in fields(PolicyConfig) if f.compare)
 
 
 # The facts a launch builds a million of, and the decisions it makes, are named tuples:
@@ -225,7 +242,15 @@ def _electronic(
 ) -> Decision:
     too_old: list[str] = []
     for consent in consents:
-        if not _valid_consent(consent, channel, config, now):
+        # ES-1: prior, active consent naming our company, for this channel, with its
+        # evidence (written out here rather than called: it runs for everyone launched).
+        if not (
+            channel in consent.channels
+            and consent.given_at <= now  # prior: a consent dated after the contact is not one
+            and _evidenced(
+                consent.wording_version, consent.captured_at, consent.company_named, config
+            )
+        ):
             continue
         # ES-5 (POLICY): partner consent older than the limit is not used.
         if consent.from_partner and consent.given_at < _oldest_partner_consent(now, config):
@@ -241,17 +266,6 @@ def _electronic(
     if customer is not None:
         return _no(EXCLUDED_NO_CONSENT, "ES-2", f"customer:{customer.customer_id}")
     return _no(EXCLUDED_NO_CONSENT, "ES-1")
-
-
-def _valid_consent(
-    consent: ConsentFacts, channel: str, config: PolicyConfig, now: datetime
-) -> bool:
-    """ES-1: prior, active consent naming our company, for this channel, with its evidence."""
-    return (
-        channel in consent.channels
-        and consent.given_at <= now  # prior: a consent dated after the contact is not one
-        and _evidenced(consent.wording_version, consent.captured_at, consent.company_named, config)
-    )
 
 
 @lru_cache(maxsize=1024)
