@@ -324,7 +324,15 @@ def register_hits(
 ) -> Generator[tuple[int, RegisterFacts], None, None]:
     """(contact id, register reservations under its phone or name+address) for the
     audience's contacts listed in the snapshot, in contact id order, streamed; one join
-    for the whole audience, as `ledger_hits`."""
+    for the whole audience, as `ledger_hits` (and like its pairs, sent all at once, so that
+    the server may join in parallel: a few hundred thousand small rows at most)."""
+    in_snapshot = (
+        # "+ 0": SQLite would probe the snapshot_id index (every row of it). PostgreSQL
+        # would take it for a rare value and probe the contacts once per register entry.
+        register_entries.c.snapshot_id + 0 == snapshot.id
+        if conn.dialect.name == "sqlite"
+        else register_entries.c.snapshot_id == snapshot.id
+    )
     branches = [
         select(
             contacts.c.id.label("contact_id"),
@@ -334,11 +342,7 @@ def register_hits(
         .select_from(
             contacts.join(
                 register_entries,
-                and_(
-                    register_entries.c.key_hash == contacts.c[col],
-                    # "+ 0": SQLite would probe the snapshot_id index (every row of it).
-                    register_entries.c.snapshot_id + 0 == snapshot.id,
-                ),
+                and_(register_entries.c.key_hash == contacts.c[col], in_snapshot),
             )
         )
         .where(_who(audience))
@@ -350,7 +354,7 @@ def register_hits(
         .group_by(hits.c.contact_id)
         .order_by(hits.c.contact_id)
     )
-    with closing(streamed(conn, query)) as rows:
+    with closing(fetched(conn, query)) as rows:
         for cid, phone, post in itertools.chain.from_iterable(rows):
             yield (
                 int(cid),
