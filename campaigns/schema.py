@@ -81,7 +81,7 @@ import_errors = Table(
 # row by row they cost more than half of the database's time of a partner import. The
 # ids are guaranteed instead: import_id is the import's own row, inserted in the same
 # transaction (imports are never deleted); contact_id is one campaigns.merge.Merger
-# created or locked FOR KEY SHARE in the same transaction; and the trigger
+# created or locked (FOR NO KEY UPDATE) in the same transaction; and the trigger
 # `contacts_keep_referenced` refuses to delete a contact they still refer to.
 contact_sources = Table(
     "contact_sources",
