@@ -10,7 +10,8 @@ for a transient error). The rows, not the broker, say what happened:
   those into `unknown` and asks the channel to reconcile. They are never sent
   again blindly (guarantee 2);
 * right before the provider call the ledger and the frequency cap are checked again
-  for the claimed recipients in one query (ALL-6, ALL-8, guarantee 1);
+  for the claimed recipients in one query (ALL-6, ALL-8, guarantee 1;
+  campaigns.sendcheck);
 * pause and cancel are read before every claim, so they take effect within a batch.
 """
 
@@ -18,18 +19,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    ColumnElement,
     Connection,
     Engine,
     and_,
-    any_,
     bindparam,
     func,
     or_,
@@ -39,7 +37,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 from campaigns import campaign as campaign_mod
-from campaigns import decisions
 from campaigns.campaign_schema import (
     CANCELLED,
     EXCLUDED_AT_SEND,
@@ -53,15 +50,13 @@ from campaigns.campaign_schema import (
     campaigns,
     recipients,
 )
-from campaigns.channels.base import Channel, Outcome, OutgoingMessage
-from campaigns.schema import contact_sources, contacts
-from campaigns.templates import source_notice
-from suppression import tokens
+from campaigns.channels.base import Channel, Outcome
+from campaigns.messages import render_messages
+from campaigns.schema import contacts
+from campaigns.sendcheck import SendCheck, among
 from suppression.calendar import may_send_sms, next_opening
 from suppression.keys import Hasher
-from suppression.ledger import Entry, Status
-from suppression.policy import PolicyConfig, recheck
-from suppression.schema import ledger_entries
+from suppression.policy import PolicyConfig
 
 LEASE = timedelta(seconds=30)
 # Recipients claimed at once: a whole batch at the default size (one claim, one render, one
@@ -122,6 +117,7 @@ class Sender:
         self.now = now
         self.throttle = throttle
         self.sub_batch = sub_batch
+        self.check = SendCheck(engine, config, now)
 
     # -- the batch ---------------------------------------------------------------
 
@@ -293,7 +289,9 @@ class Sender:
                     raise
             checks: dict[int, tuple[datetime, str | None]] = {}
             with self.engine.connect() as conn:
-                messages = self._messages(conn, camp, claimed)
+                messages = render_messages(
+                    conn, self.hasher, self.config, self.public_url, camp, claimed
+                )
                 conn.rollback()
 
                 def check(
@@ -301,7 +299,7 @@ class Sender:
                     checks: dict[int, tuple[datetime, str | None]] = checks,
                     conn: Connection = conn,
                 ) -> dict[int, str]:
-                    stopped, at = self.recheck(camp, ids, conn)
+                    stopped, at = self.check.recheck(camp, ids, conn)
                     for rid in ids:
                         checks[rid] = (at, stopped.get(rid))
                     return stopped
@@ -323,7 +321,7 @@ class Sender:
         with self.engine.begin() as conn:
             conn.execute(
                 update(recipients)
-                .where(self._among(recipients.c.id, ids), recipients.c.state == SENDING)
+                .where(among(self.engine, recipients.c.id, ids), recipients.c.state == SENDING)
                 .values(state=QUEUED, updated_at=self.now())
             )
 
@@ -366,158 +364,6 @@ class Sender:
         )
         return sorted(int(r[0]) for r in rows)
 
-    def _messages(
-        self, conn: Connection, camp: campaign_mod.Campaign, ids: list[int]
-    ) -> list[OutgoingMessage]:
-        rows = conn.execute(
-            select(
-                recipients.c.id,
-                recipients.c.token_id,
-                recipients.c.contact_id,
-                contacts.c.email,
-                contacts.c.phone,
-                contacts.c.first_name,
-                contacts.c.last_name,
-                contacts.c.is_partner_lead,
-            )
-            .join(contacts, contacts.c.id == recipients.c.contact_id)
-            .where(self._among(recipients.c.id, ids))
-        ).all()
-        partners: dict[int, str] = {}
-        lead_ids = [int(r.contact_id) for r in rows if r.is_partner_lead]
-        if lead_ids:
-            for cid, source in conn.execute(
-                select(contact_sources.c.contact_id, contact_sources.c.source)
-                .where(
-                    self._among(contact_sources.c.contact_id, lead_ids),
-                    contact_sources.c.source.like("partner:%"),
-                )
-                .order_by(contact_sources.c.id)
-            ):
-                partners.setdefault(int(cid), source.split(":", 1)[1])
-        template = camp.message_template()
-        org = {"name": self.config.organisation_name, "number": self.config.organisation_number}
-        out = []
-        for r in rows:
-            url = f"{self.public_url}/u/{tokens.for_recipient(self.hasher, int(r.id), r.token_id)}"
-            name = " ".join(p for p in (r.first_name, r.last_name) if p)
-            notice = source_notice(partners.get(int(r.contact_id)), self.config.organisation_name)
-            values: dict[str, Any] = {
-                "unsubscribe_url": url,
-                "organisation": org,
-                "source_notice": notice,
-                "first_name": r.first_name or "",
-                "name": name,
-            }
-            subject, body = template.render(values)
-            headers = {}
-            if camp.channel == "email":
-                # EM-1: one-click unsubscribe where we control the headers.
-                headers = {
-                    "List-Unsubscribe": f"<{url}>",
-                    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-                }
-            to = r.email if camp.channel == "email" else r.phone
-            personal = {
-                "first_name": r.first_name or "",
-                "last_name": r.last_name or "",
-                "source_notice": notice,
-            }
-            out.append(
-                OutgoingMessage(
-                    int(r.id), camp.id, to or "", subject, body, url, name, headers, personal
-                )
-            )
-        return out
-
-    def _among(self, column: ColumnElement[Any], ids: Sequence[int]) -> ColumnElement[bool]:
-        """`column IN ids`. On PostgreSQL one array parameter: a sub-batch's hundreds of ids
-        as separate parameters cost more to compile and parse than the query takes to run."""
-        if self.engine.dialect.name == "postgresql":
-            return column == any_(bindparam(None, list(ids), type_=_ID_ARRAY))
-        return column.in_(list(ids))
-
-    def _ledger_match(self) -> ColumnElement[bool]:
-        """A ledger entry under any of the recipient's identities."""
-        hashes = [
-            contacts.c.email_hash,
-            contacts.c.phone_hash,
-            contacts.c.name_address_hash,
-            recipients.c.key_hash,
-        ]
-        if self.engine.dialect.name == "postgresql":
-            # One index scan per recipient over an array; an OR of the four (which is what
-            # PostgreSQL makes of IN over columns) is a bitmap per recipient and a plan
-            # costly enough to be JIT-compiled on every call.
-            return ledger_entries.c.key_hash == func.any(postgresql.array(hashes))
-        return or_(*[ledger_entries.c.key_hash == h for h in hashes])
-
-    def recheck(
-        self, camp: campaign_mod.Campaign, ids: Sequence[int], conn: Connection | None = None
-    ) -> tuple[dict[int, str], datetime]:
-        """ALL-6 and ALL-8 for many recipients in one query: {recipient_id: rule} of those
-        that must not be sent now. An opt-out committed before this query stops the send:
-        effective immediately, well inside the 2 days of EM-3. On `conn` when given, which
-        must have no transaction open (on SQLite an open one would not see later commits);
-        the query's transaction is ended right after it."""
-        now = self.now()
-        since = now - timedelta(days=self.config.frequency_window_days)
-        r2 = recipients.alias("earlier")
-        recent = (
-            select(r2.c.id)
-            .where(
-                r2.c.contact_id == recipients.c.contact_id,
-                r2.c.campaign_id != recipients.c.campaign_id,
-                r2.c.state.in_(decisions.COUNTED_STATES),
-                r2.c.sent_at >= since,
-            )
-            .correlate(recipients)
-        )
-        recent_count = select(func.count()).select_from(recent.subquery()).scalar_subquery()
-        query = (
-            select(
-                recipients.c.id.label("rid"),
-                recent_count.label("recent"),
-                *decisions.LEDGER_COLUMNS,
-            )
-            .select_from(
-                recipients.join(contacts, contacts.c.id == recipients.c.contact_id).outerjoin(
-                    ledger_entries, self._ledger_match()
-                )
-            )
-            .where(self._among(recipients.c.id, ids))
-        )
-        statuses: dict[int, Status] = defaultdict(Status)
-        recent_by: dict[int, int] = {}
-        with ExitStack() as stack:
-            if conn is None:
-                conn = stack.enter_context(self.engine.connect())
-            rows = conn.execute(query).all()
-            conn.rollback()
-            for row in rows:
-                rid = int(row.rid)
-                recent_by[rid] = int(row.recent)
-                if row.id is not None:
-                    occurred = (
-                        row.occurred_at
-                        if row.occurred_at.tzinfo
-                        else row.occurred_at.replace(tzinfo=UTC)
-                    )
-                    statuses[rid].entries.append(
-                        Entry(
-                            int(row.id), bytes(row.key_hash), row.kind, row.scope, row.reason, row.source,
-                            row.evidence_ref, occurred, row.actor,
-                        )
-                    )  # fmt: skip
-        stopped: dict[int, str] = {}
-        for rid in ids:
-            decision = recheck(
-                camp.channel, statuses.get(rid, Status()), recent_by.get(rid, 0), self.config
-            )
-            if decision is not None:
-                stopped[rid] = decision.rule
-        return stopped, now
-
     # -- recording ---------------------------------------------------------------
 
     def _record(
@@ -556,7 +402,9 @@ class Sender:
                 if len(rids) > 1:
                     conn.execute(
                         update(recipients)
-                        .where(self._among(recipients.c.id, rids), recipients.c.state == SENDING)
+                        .where(
+                            among(self.engine, recipients.c.id, rids), recipients.c.state == SENDING
+                        )
                         .values(updated_at=now, **dict(zip(_OUTCOME_COLUMNS, values, strict=True)))
                     )
             if singles:
@@ -566,7 +414,7 @@ class Sender:
                     update(contacts)
                     .where(
                         contacts.c.id == recipients.c.contact_id,
-                        self._among(recipients.c.id, sent_ids),
+                        among(self.engine, recipients.c.id, sent_ids),
                     )
                     .values(
                         first_contacted_at=func.coalesce(contacts.c.first_contacted_at, now),
@@ -666,7 +514,7 @@ class Sender:
         checks: dict[int, tuple[datetime, str | None]] = {}
 
         def check(rids: Sequence[int]) -> dict[int, str]:
-            stopped, at = self.recheck(camp, rids)
+            stopped, at = self.check.recheck(camp, rids)
             for rid in rids:
                 checks[rid] = (at, stopped.get(rid))
             return stopped

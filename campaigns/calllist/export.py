@@ -21,10 +21,9 @@ from sqlalchemy import Engine, select
 from campaigns import campaign as campaign_mod
 from campaigns.calllist.references import reference
 from campaigns.campaign_schema import SENT, recipients
-from campaigns.channels.call_list import CallListChannel
 from campaigns.decisions import register_by_contact
 from campaigns.schema import contacts
-from campaigns.sending import Sender
+from campaigns.sendcheck import SendCheck
 from suppression import tokens
 from suppression.calendar import CALLING_HOURS_TEXT
 from suppression.errors import InvalidIdentity, OutreachError
@@ -136,9 +135,7 @@ def build_export(
             ],
         )
     # ALL-6 / TP-7: the ledger (and the frequency cap) once more, as at any send.
-    checker = Sender(
-        engine, hasher, config, lambda _c: CallListChannel(), public_url, now=lambda: now
-    )
+    checker = SendCheck(engine, config, now=lambda: now)
     stopped: dict[int, str] = {}
     ids = [int(r.id) for r in rows]
     for start in range(0, len(ids), CHUNK):
