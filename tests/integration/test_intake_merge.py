@@ -363,8 +363,10 @@ def _in_a_thread(engine: Engine, work: Any) -> tuple[threading.Thread, dict[str,
 
     thread = threading.Thread(target=run)
     thread.start()
-    while "pid" not in out:
+    deadline = time.monotonic() + 30
+    while "pid" not in out and "error" not in out and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert "pid" in out, out.get("error", "the other transaction never started")
     return thread, out
 
 
