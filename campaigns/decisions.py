@@ -8,7 +8,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import closing
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
@@ -35,7 +35,7 @@ from campaigns.people import (
     customer_from_values,
 )
 from campaigns.schema import consent_records, contacts, customers
-from suppression.ledger import Entry, Status
+from suppression.ledger import ENTRY_COLUMNS, Status, entry_from_values
 from suppression.policy import ConsentFacts, CustomerFacts, RegisterFacts
 from suppression.register import Snapshot
 from suppression.schema import ledger_entries, register_entries
@@ -130,16 +130,17 @@ def consents_by_contact(
     )
     # Positional, and straight into tuples: a chunk is tens of thousands of rows, nearly
     # all of one record each, and every step per row shows in a launch's time.
-    get = out.get
-    if not postgresql:
-        for contact_id, *values in rows:
-            fact = consent_from_values(*values)
-            before = get(contact_id)
-            out[contact_id] = (fact,) if before is None else (*before, fact)
-        return out
     new, facts = tuple.__new__, ConsentFacts  # the named tuple without its Python __new__
-    for contact_id, reference, given_at, channels, *rest in rows:
-        fact = new(facts, (reference, given_at, channel_set(channels), *rest))
+    found = (
+        (
+            (cid, new(facts, (reference, given_at, channel_set(channels), *rest)))
+            for cid, reference, given_at, channels, *rest in rows
+        )
+        if postgresql
+        else ((cid, consent_from_values(*values)) for cid, *values in rows)
+    )
+    get = out.get
+    for contact_id, fact in found:
         before = get(contact_id)
         out[contact_id] = (fact,) if before is None else (*before, fact)
     return out
@@ -247,17 +248,7 @@ def _who(audience: Select[Any]) -> ColumnElement[bool]:
 
 
 # What the policy reads of a ledger entry, in `suppression.ledger.Entry` order.
-LEDGER_COLUMNS = (
-    ledger_entries.c.id,
-    ledger_entries.c.key_hash,
-    ledger_entries.c.kind,
-    ledger_entries.c.scope,
-    ledger_entries.c.reason,
-    ledger_entries.c.source,
-    ledger_entries.c.evidence_ref,
-    ledger_entries.c.occurred_at,
-    ledger_entries.c.actor,
-)
+LEDGER_COLUMNS = tuple(ledger_entries.c[name] for name in ENTRY_COLUMNS)
 
 
 def ledger_hits(
@@ -292,18 +283,8 @@ def ledger_hits(
         for batch in batches:
             ids = list({entry_id for _cid, entry_id in batch})
             found = {
-                int(entry_id): Entry(
-                    int(entry_id),
-                    bytes(key_hash),
-                    kind,
-                    scope,
-                    reason,
-                    source,
-                    ref,
-                    at if at.tzinfo else at.replace(tzinfo=UTC),
-                    actor,
-                )
-                for entry_id, key_hash, kind, scope, reason, source, ref, at, actor in tuples(
+                int(values[0]): entry_from_values(*values)
+                for values in tuples(
                     conn, select(*LEDGER_COLUMNS).where(ledger_entries.c.id.in_(ids))
                 )
             }

@@ -38,7 +38,7 @@ from suppression.policy import (
     RegisterFacts,
     decide_facts,
 )
-from suppression.register import active_snapshot
+from suppression.register import Snapshot, active_snapshot
 
 CHUNK = 20_000
 # What launch and preview read of a contact: its keys and, for preview's samples only,
@@ -100,10 +100,10 @@ def _chunks(
     camp: campaign_mod.Campaign,
     now: datetime,
     columns: Sequence[str],
+    snapshot: Snapshot | None,
 ) -> Iterator[_Chunk]:
     """The audience in contact id order, a chunk at a time, with every fact the policy
     needs, from a handful of set-based queries per chunk."""
-    snapshot = active_snapshot(conn)
     audience = camp.audience.query()
     with ExitStack() as streams:
         # Closed here, however the launch ends: a stream left to the garbage collector
@@ -174,18 +174,6 @@ def _decided(
         yield zip(chunk.rows, found, strict=True)
 
 
-class _Chunks:
-    """The audience's chunks; `ahead` when read on a connection of their own, in a thread,
-    ahead of the one deciding (the caller's connection is then free to write)."""
-
-    def __init__(self, chunks: Iterable[_Chunk], ahead: bool) -> None:
-        self._chunks = chunks
-        self.ahead = ahead
-
-    def __iter__(self) -> Iterator[_Chunk]:
-        return iter(self._chunks)
-
-
 @contextmanager
 def _audience_facts(
     conn: Connection,
@@ -193,25 +181,22 @@ def _audience_facts(
     camp: campaign_mod.Campaign,
     now: datetime,
     columns: Sequence[str],
-) -> Iterator[tuple[_Chunks, RegisterFacts]]:
-    """The chunks to decide and the register facts of the unlisted, with the cyclic
-    collector paused for as long as deciding goes on."""
+) -> Iterator[tuple[Iterable[_Chunk], RegisterFacts, bool]]:
+    """The chunks to decide, the register facts of the unlisted, and whether the chunks
+    are read ahead on a connection of their own, in a thread (the caller's connection is
+    then free to write); with the cyclic collector paused for as long as deciding goes on."""
     with ExitStack() as stack:
         reader = stack.enter_context(reading_connection(conn))
-        no_register = _no_register(reader)  # before a thread reads on the connection
-        chunks: Iterable[_Chunk] = _chunks(reader, config, camp, now, columns)
-        if reader is not conn:
+        snapshot = active_snapshot(reader)  # before a thread reads on the connection
+        no_register = RegisterFacts(
+            snapshot.snapshot_date if snapshot else None, snapshot.loaded_at if snapshot else None
+        )  # the register facts of a person the active snapshot does not list
+        chunks: Iterable[_Chunk] = _chunks(reader, config, camp, now, columns, snapshot)
+        ahead = reader is not conn
+        if ahead:
             chunks = stack.enter_context(Prefetch(iter(chunks), name="launch-reader"))
         stack.enter_context(collector_paused())
-        yield _Chunks(chunks, ahead=reader is not conn), no_register
-
-
-def _no_register(conn: Connection) -> RegisterFacts:
-    """The register facts of a person the active snapshot does not list."""
-    snapshot = active_snapshot(conn)
-    return RegisterFacts(
-        snapshot.snapshot_date if snapshot else None, snapshot.loaded_at if snapshot else None
-    )
+        yield chunks, no_register, ahead
 
 
 def _sample(row: Any) -> dict[str, Any]:
@@ -235,7 +220,7 @@ def preview(
     summary = Summary()
     now = now or datetime.now(UTC)
     columns = contact_columns(camp.channel) + SAMPLE_COLUMNS
-    with _audience_facts(conn, config, camp, now, columns) as (chunks, no_register):
+    with _audience_facts(conn, config, camp, now, columns) as (chunks, no_register, _):
         for row, decision in itertools.chain.from_iterable(
             _decided(chunks, no_register, config, camp, now)
         ):
@@ -270,10 +255,10 @@ def launch(
     queued = 0
     size = camp.batch_size
     with ExitStack() as stack:
-        chunks, no_register = stack.enter_context(
+        chunks, no_register, ahead = stack.enter_context(
             _audience_facts(conn, config, camp, now, contact_columns(camp.channel))
         )
-        writer = stack.enter_context(RecipientWriter(conn, streaming=chunks.ahead))
+        writer = stack.enter_context(RecipientWriter(conn, streaming=ahead))
         for row, decision in itertools.chain.from_iterable(
             _decided(chunks, no_register, config, camp, now)
         ):

@@ -45,10 +45,13 @@ class Person:
     customer: dict[str, Any] | None = None
 
 
-def find(conn: Connection, hasher: Hasher, ident: Identity) -> Person:
+def find(conn: Connection, hasher: Hasher, ident: Identity, *, lock: bool = False) -> Person:
+    """The person with this identity and what the store holds of them; with `lock`, their
+    contact row locked FOR UPDATE (waiting for a transaction that holds it) first."""
     digests = hasher.all_digests(ident.kind, ident.value)
     column = contacts.c.email_hash if ident.kind == "email" else contacts.c.phone_hash
-    row = conn.execute(select(contacts).where(column.in_(digests))).first()
+    query = select(contacts).where(column.in_(digests))
+    row = conn.execute(query.with_for_update() if lock else query).first()
     person = Person(ident, digests)
     if row is None:
         return person
@@ -219,18 +222,12 @@ def forget(
     hashes first, so a later import of the same email or phone stays suppressed.
     Consent records and sources are deleted; the contact row keeps only hashes.
     """
-    # The contact is locked before it is read: an import that joined the person (its
-    # rows locked FOR NO KEY UPDATE, campaigns.merge) commits first, and what it wrote
-    # (a phone, a consent record) is read and erased here; none joins it after, until
-    # this commits. Read unlocked, the erasure would leave that import's consent record
+    # The contact is locked as it is read: an import that joined the person (its rows
+    # locked FOR NO KEY UPDATE, campaigns.merge) commits first, and what it wrote (a
+    # phone, a consent record) is read and erased here; none joins it after, until this
+    # commits. Read unlocked, the erasure would leave that import's consent record
     # behind and the import would write back the plaintext the erasure cleared.
-    column = contacts.c.email_hash if ident.kind == "email" else contacts.c.phone_hash
-    conn.execute(
-        select(contacts.c.id)
-        .where(column.in_(hasher.all_digests(ident.kind, ident.value)))
-        .with_for_update()
-    ).all()
-    person = find(conn, hasher, ident)
+    person = find(conn, hasher, ident, lock=True)
     ledger = Ledger(conn, hasher)
     keyed: list[tuple[bytes, str]] = [(person.digests[0], ident.kind)]
     if person.contact:

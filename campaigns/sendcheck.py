@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -28,7 +28,7 @@ from campaigns import campaign as campaign_mod
 from campaigns import decisions
 from campaigns.campaign_schema import recipients
 from campaigns.schema import contacts
-from suppression.ledger import Entry, Status
+from suppression.ledger import Status, entry_from_values
 from suppression.policy import PolicyConfig, recheck
 from suppression.schema import ledger_entries
 
@@ -112,17 +112,7 @@ class SendCheck:
                 rid = int(row.rid)
                 recent_by[rid] = int(row.recent)
                 if row.id is not None:
-                    occurred = (
-                        row.occurred_at
-                        if row.occurred_at.tzinfo
-                        else row.occurred_at.replace(tzinfo=UTC)
-                    )
-                    statuses[rid].entries.append(
-                        Entry(
-                            int(row.id), bytes(row.key_hash), row.kind, row.scope, row.reason, row.source,
-                            row.evidence_ref, occurred, row.actor,
-                        )
-                    )  # fmt: skip
+                    statuses[rid].entries.append(entry_from_values(*row[2:]))
         stopped: dict[int, str] = {}
         for rid in ids:
             decision = recheck(

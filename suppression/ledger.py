@@ -184,17 +184,33 @@ class Ledger:
 
 def _entry(m: object) -> Entry:
     row = dict(m)  # type: ignore[call-overload]
+    return entry_from_values(*(row[name] for name in ENTRY_COLUMNS))
+
+
+# A ledger row's columns in `Entry` order: bulk readers select these and get tuples.
+ENTRY_COLUMNS: Final = (
+    "id", "key_hash", "kind", "scope", "reason", "source", "evidence_ref", "occurred_at",
+    "actor",
+)  # fmt: skip
+
+
+def entry_from_values(
+    entry_id: int,
+    key_hash: bytes,
+    kind: str,
+    scope: str,
+    reason: str,
+    source: str,
+    evidence_ref: str,
+    occurred_at: datetime,
+    actor: str,
+) -> Entry:
+    """An Entry from a row's ENTRY_COLUMNS (the driver may give a memoryview, and SQLite a
+    naive time)."""
     return Entry(
-        id=int(row["id"]),
-        key_hash=bytes(row["key_hash"]),
-        kind=row["kind"],
-        scope=row["scope"],
-        reason=row["reason"],
-        source=row["source"],
-        evidence_ref=row["evidence_ref"],
-        occurred_at=_aware(row["occurred_at"]),
-        actor=row["actor"],
-    )
+        int(entry_id), bytes(key_hash), kind, scope, reason, source, evidence_ref,
+        _aware(occurred_at), actor,
+    )  # fmt: skip
 
 
 def _aware(moment: datetime) -> datetime:

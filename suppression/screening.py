@@ -24,13 +24,13 @@ import struct
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import chain, islice
 from typing import Any, Final
 
 from sqlalchemy import Connection, select
 
-from suppression.ledger import Entry, Status
+from suppression.ledger import Entry, Status, entry_from_values
 from suppression.schema import register_snapshots
 
 # Digests per COPY write on PostgreSQL: what the client holds at once.
@@ -275,15 +275,6 @@ def _entry(
 ) -> Entry:
     if isinstance(occurred_at, str):  # SQLite, read without SQLAlchemy's type processing
         occurred_at = datetime.fromisoformat(occurred_at)
-    return Entry(
-        id=int(entry_id),
-        key_hash=key_hash,
-        kind=kind,
-        scope=scope,
-        reason=reason,
-        source=source,
-        evidence_ref=evidence_ref,
-        # Everything we store is UTC; SQLite gives it back without a zone.
-        occurred_at=occurred_at if occurred_at.tzinfo else occurred_at.replace(tzinfo=UTC),
-        actor=actor,
+    return entry_from_values(
+        entry_id, key_hash, kind, scope, reason, source, evidence_ref, occurred_at, actor
     )
