@@ -2,7 +2,7 @@
 enqueued, and peak memory, against a naive person-by-person baseline.
 
     python -m benchmarks.launch [--contacts 1000000 --ledger 2000000 --register 3000000]
-                                [--sample 2000] [--no-call] [--tracemalloc]
+                                [--sample 2000] [--no-call] [--tracemalloc] [--history N]
 
 On a throwaway PostgreSQL database: N synthetic partner leads with consent (every tenth
 also a customer with an active contract), a ledger of L entries (5 % of the people have
@@ -22,6 +22,10 @@ memory is its own:
   `outreach explain` does (`campaigns.people.find` + `facts` + `suppression.policy.decide`,
   a few queries per person), and extrapolates its rate to N; every sampled decision
   must equal the launch's (decision, rule, basis and evidence).
+
+With --history N, the store also holds N earlier email campaigns to everyone that finished
+60 days ago (a recipient row per contact each, as months of campaigns leave behind): the
+launch's figures should not grow with them.
 
 With --tracemalloc, one more email campaign is launched under tracemalloc for the
 Python heap's peak (slower; its time is not a figure).
@@ -64,6 +68,50 @@ def _seed(url: str, contacts: int, ledger: int, register: int, out: Any) -> None
     common.analyze(engine)
     engine.dispose()
     out.put((people_s, ledger_s, register_s, timer.lap()))
+
+
+def _history(url: str, campaigns: int, days_ago: int, out: Any) -> None:
+    """`campaigns` earlier email campaigns to everyone, finished `days_ago` days ago, each
+    with a `sent` recipient row per contact (INSERT ... SELECT on the server): the rows a
+    store holds after months of campaigns, which the frequency cap (ALL-8) must not read."""
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    from benchmarks import common
+    from campaigns import campaign as campaign_mod
+    from worker import db
+
+    engine = db.engine_for(url)
+    timer = common.Timer()
+    when = datetime.now(UTC) - timedelta(days=days_ago)
+    for n in range(campaigns):
+        with engine.begin() as conn:
+            camp = campaign_mod.create(
+                conn, name=f"Earlier {n + 1}", channel="email", purpose="alarm",
+                template_text=common.EMAIL_TEMPLATE, organisation_name=common.ORG_NAME,
+                sender=campaign_mod.Sender(from_name=common.ORG_NAME),
+            )  # fmt: skip
+            conn.execute(
+                text(
+                    "UPDATE campaigns SET state = 'done', launched_at = :at, finished_at = :at "
+                    "WHERE id = :id"
+                ),
+                {"id": camp.id, "at": when},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO recipients (campaign_id, contact_id, key_hash, decision, rule,"
+                    " basis, evidence, state, batch_no, sent_at, updated_at)"
+                    " SELECT :id, c.id, c.email_hash, 'send', 'ES-1', 'consent', '', 'sent',"
+                    " (row_number() OVER (ORDER BY c.id) - 1) / 500, :at, :at"
+                    " FROM contacts c WHERE c.email_hash IS NOT NULL"
+                ),
+                {"id": camp.id, "at": when},
+            )
+    common.analyze(engine)
+    engine.dispose()
+    out.put(timer.lap())
 
 
 def _launch(url: str, channel: str, trace: bool, out: Any) -> None:
@@ -189,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=2_000)
     parser.add_argument("--no-call", action="store_true")
     parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="earlier campaigns to everyone, finished 60 days ago, in the store",
+    )
     args = parser.parse_args(argv)
 
     from benchmarks import common
@@ -208,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.register:,}-entry register snapshot in {register_s:.1f} s, "
             f"VACUUM ANALYZE {analyze_s:.1f} s (PostgreSQL, COPY)"
         )
+        if args.history:
+            took = _run(_history, url, args.history, 60)
+            print(
+                f"history: {args.history} earlier email campaigns to everyone, finished 60 days "
+                f"ago ({args.history * args.contacts:,} recipient rows) in {took:.1f} s"
+            )
         channels = ["email"] if args.no_call else ["email", "call"]
         for channel in channels:
             got = _run(_launch, url, channel, False)

@@ -12,21 +12,27 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
+    Engine,
     Integer,
     Select,
     Text,
     and_,
+    any_,
+    bindparam,
     cast,
     func,
     literal_column,
+    or_,
     select,
     true,
     union_all,
 )
+from sqlalchemy.dialects import postgresql
 
-from campaigns.campaign_schema import recipients
+from campaigns.campaign_schema import campaigns, recipients
 from campaigns.people import (
     CONSENT_FACT_COLUMNS,
     CUSTOMER_FACT_COLUMNS,
@@ -44,12 +50,31 @@ HASH_COLUMNS = ("email_hash", "phone_hash", "name_address_hash")
 FETCH = 20_000  # rows per round trip of a streamed query
 # The sends that count towards the frequency cap (ALL-8): sent, and those that may have been.
 COUNTED_STATES = ("sent", "sending", "unknown")
+# A campaign's messages go out before it finishes, but for the sends in flight when it is
+# cancelled (a batch's, seconds to minutes) and the reconciliation of those (the stuck
+# limit, minutes). A campaign that finished this long before a window began has nothing
+# in it, and the frequency cap does not read its recipients at all: the cap costs what
+# the window holds, not the whole history of campaigns.
+FINISHED_MARGIN = timedelta(days=1)
 ADDRESS_COLUMN = {
     "email": "email_hash",
     "sms": "phone_hash",
     "call": "phone_hash",
     "post": "name_address_hash",
 }
+
+
+_ID_ARRAY = postgresql.ARRAY(BigInteger)
+
+
+def among(
+    bind: Engine | Connection, column: ColumnElement[Any], ids: Sequence[int]
+) -> ColumnElement[bool]:
+    """`column IN ids`. On PostgreSQL one array parameter: a sub-batch's hundreds of ids
+    as separate parameters cost more to compile and parse than the query takes to run."""
+    if bind.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=_ID_ARRAY))
+    return column.in_(list(ids))
 
 
 def tuples(conn: Connection, stmt: Select[Any]) -> Sequence[Any]:
@@ -156,31 +181,47 @@ def customers_by_contact(conn: Connection, low: int, high: int) -> dict[int, Cus
     return {int(contact_id): customer_from_values(*values) for contact_id, *values in rows}
 
 
+def campaigns_sending_since(since: datetime) -> Select[Any]:
+    """The ids of the campaigns that can have sent something at or after `since`: launched,
+    and running, paused, or finished no earlier than FINISHED_MARGIN before it."""
+    return select(campaigns.c.id).where(
+        campaigns.c.launched_at.is_not(None),
+        or_(campaigns.c.finished_at.is_(None), campaigns.c.finished_at >= since - FINISHED_MARGIN),
+    )
+
+
 def recent_contacts(
     conn: Connection,
     contact_ids: Iterable[int],
     now: datetime,
     window_days: int,
     exclude_campaign: int | None,
+    sending: Sequence[int] | None = None,
 ) -> dict[int, int]:
-    """Recorded marketing sends per contact in the window, all channels (ALL-8)."""
+    """Recorded marketing sends per contact in the window, all channels (ALL-8), counted in
+    the campaigns `sending` (`campaigns_sending_since` the window's start when not given:
+    a launch reads them once for all its chunks)."""
     ids = set(contact_ids)
-    if not ids:
-        return {}
     since = now - timedelta(days=window_days)
+    if sending is None:
+        sending = [int(i) for i in conn.execute(campaigns_sending_since(since)).scalars()]
+    others = [c for c in sending if c != exclude_campaign]
+    if not ids or not others:
+        return {}
     # The ids' range rather than the ids (a chunk is tens of thousands: a parameter each
     # costs more to send and parse than the query takes); others in it are dropped below.
     query = (
         select(recipients.c.contact_id, func.count())
         .where(
             recipients.c.contact_id.between(min(ids), max(ids)),
+            # checked in the (contact_id, campaign_id) index: the rows of other campaigns
+            # are never fetched
+            among(conn, recipients.c.campaign_id, others),
             recipients.c.state.in_(COUNTED_STATES),
             func.coalesce(recipients.c.sent_at, recipients.c.updated_at) >= since,
         )
         .group_by(recipients.c.contact_id)
     )
-    if exclude_campaign is not None:
-        query = query.where(recipients.c.campaign_id != exclude_campaign)
     return {int(cid): int(n) for cid, n in tuples(conn, query) if int(cid) in ids}
 
 

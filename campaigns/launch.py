@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -129,6 +129,12 @@ def _chunks(
             )
         )
         window = config.frequency_window_days
+        sending = [
+            int(i)
+            for i in conn.execute(
+                decisions.campaigns_sending_since(now - timedelta(days=window))
+            ).scalars()
+        ]
         for rows in stream:
             low, high = rows[0][0], rows[-1][0]
             yield _Chunk(
@@ -137,7 +143,9 @@ def _chunks(
                 register.upto(high),
                 decisions.consents_by_contact(conn, low, high),
                 decisions.customers_by_contact(conn, low, high),
-                decisions.recent_contacts(conn, [r[0] for r in rows], now, window, camp.id),
+                decisions.recent_contacts(
+                    conn, [r[0] for r in rows], now, window, camp.id, sending
+                ),
             )
 
 

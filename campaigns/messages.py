@@ -10,8 +10,8 @@ from sqlalchemy import Connection, select
 from campaigns import campaign as campaign_mod
 from campaigns.campaign_schema import recipients
 from campaigns.channels.base import OutgoingMessage
+from campaigns.decisions import among
 from campaigns.schema import contact_sources, contacts
-from campaigns.sendcheck import among
 from campaigns.templates import source_notice
 from suppression import tokens
 from suppression.keys import Hasher

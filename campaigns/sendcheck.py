@@ -11,38 +11,17 @@ from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Connection,
-    Engine,
-    any_,
-    bindparam,
-    func,
-    or_,
-    select,
-)
+from sqlalchemy import ColumnElement, Connection, Engine, Select, func, or_, select
 from sqlalchemy.dialects import postgresql
 
 from campaigns import campaign as campaign_mod
 from campaigns import decisions
 from campaigns.campaign_schema import recipients
+from campaigns.decisions import among
 from campaigns.schema import contacts
 from suppression.ledger import Status, entry_from_values
 from suppression.policy import PolicyConfig, recheck
 from suppression.schema import ledger_entries
-
-_ID_ARRAY = postgresql.ARRAY(BigInteger)
-
-
-def among(
-    bind: Engine | Connection, column: ColumnElement[Any], ids: Sequence[int]
-) -> ColumnElement[bool]:
-    """`column IN ids`. On PostgreSQL one array parameter: a sub-batch's hundreds of ids
-    as separate parameters cost more to compile and parse than the query takes to run."""
-    if bind.dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(ids), type_=_ID_ARRAY))
-    return column.in_(list(ids))
 
 
 class SendCheck:
@@ -66,29 +45,25 @@ class SendCheck:
             return ledger_entries.c.key_hash == func.any(postgresql.array(hashes))
         return or_(*[ledger_entries.c.key_hash == h for h in hashes])
 
-    def recheck(
-        self, camp: campaign_mod.Campaign, ids: Sequence[int], conn: Connection | None = None
-    ) -> tuple[dict[int, str], datetime]:
-        """ALL-6 and ALL-8 for many recipients in one query: {recipient_id: rule} of those
-        that must not be sent now. An opt-out committed before this query stops the send:
-        effective immediately, well inside the 2 days of EM-3. On `conn` when given, which
-        must have no transaction open (on SQLite an open one would not see later commits);
-        the query's transaction is ended right after it."""
-        now = self.now()
-        since = now - timedelta(days=self.config.frequency_window_days)
+    def _query(self, ids: Sequence[int], since: datetime, sending: Sequence[int]) -> Select[Any]:
+        """Per recipient of `ids`: its sends in the window in the campaigns `sending`, and
+        its ledger entries (a row each, or one row of NULLs)."""
         r2 = recipients.alias("earlier")
         recent = (
             select(r2.c.id)
             .where(
                 r2.c.contact_id == recipients.c.contact_id,
                 r2.c.campaign_id != recipients.c.campaign_id,
+                # in the (contact_id, campaign_id) index: the rows of campaigns long
+                # finished are never fetched
+                among(self.engine, r2.c.campaign_id, sending),
                 r2.c.state.in_(decisions.COUNTED_STATES),
                 r2.c.sent_at >= since,
             )
             .correlate(recipients)
         )
         recent_count = select(func.count()).select_from(recent.subquery()).scalar_subquery()
-        query = (
+        return (
             select(
                 recipients.c.id.label("rid"),
                 recent_count.label("recent"),
@@ -101,12 +76,24 @@ class SendCheck:
             )
             .where(among(self.engine, recipients.c.id, ids))
         )
+
+    def recheck(
+        self, camp: campaign_mod.Campaign, ids: Sequence[int], conn: Connection | None = None
+    ) -> tuple[dict[int, str], datetime]:
+        """ALL-6 and ALL-8 for many recipients in one query (after one for the campaigns in
+        the window): {recipient_id: rule} of those that must not be sent now. An opt-out committed before this query stops the send:
+        effective immediately, well inside the 2 days of EM-3. On `conn` when given, which
+        must have no transaction open (on SQLite an open one would not see later commits);
+        the query's transaction is ended right after it."""
+        now = self.now()
+        since = now - timedelta(days=self.config.frequency_window_days)
         statuses: dict[int, Status] = defaultdict(Status)
         recent_by: dict[int, int] = {}
         with ExitStack() as stack:
             if conn is None:
                 conn = stack.enter_context(self.engine.connect())
-            rows = conn.execute(query).all()
+            sending = conn.execute(decisions.campaigns_sending_since(since)).scalars().all()
+            rows = conn.execute(self._query(ids, since, sending)).all()
             conn.rollback()
             for row in rows:
                 rid = int(row.rid)

@@ -51,9 +51,10 @@ from campaigns.campaign_schema import (
     recipients,
 )
 from campaigns.channels.base import Channel, Outcome
+from campaigns.decisions import among
 from campaigns.messages import render_messages
 from campaigns.schema import contacts
-from campaigns.sendcheck import SendCheck, among
+from campaigns.sendcheck import SendCheck
 from suppression.calendar import may_send_sms, next_opening
 from suppression.keys import Hasher
 from suppression.policy import PolicyConfig

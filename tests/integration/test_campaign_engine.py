@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select, update
 from campaigns import campaign as campaign_mod
 from campaigns import launch as launch_mod
 from campaigns import report as report_mod
-from campaigns.campaign_schema import batches, recipients
+from campaigns.campaign_schema import batches, campaigns, recipients
 from campaigns.channels.outbox import OutboxChannel
 from campaigns.templates import TemplateRefused
 from suppression.keys import Hasher
@@ -285,6 +285,53 @@ def test_the_frequency_cap_is_checked_again_at_send_time(
         assert report_mod.counts(conn, fourth)["sent"] == 1
         fifth_row = conn.execute(select(recipients).where(recipients.c.campaign_id == fifth)).one()
     assert fifth_row.state == "excluded_at_send" and fifth_row.send_rule == "ALL-8"
+
+
+def test_the_frequency_cap_reads_only_the_campaigns_that_can_have_sent_in_the_window(
+    ctx: Context, hasher: Hasher, worker: dramatiq.Worker
+) -> None:
+    """ALL-8 without reading the whole history: a campaign that finished more than a day
+    (FINISHED_MARGIN) before the window began is not read, whatever its rows say; one that
+    finished inside the margin (a cancelled campaign's sends in flight) still counts, at
+    launch and at send time."""
+    _people(ctx.engine, hasher, 1)
+    earlier = []
+    for _ in range(4):
+        campaign_id = _create(ctx.engine)
+        _launch(ctx, campaign_id)
+        actors.broker.join("sends")
+        worker.join()
+        earlier.append(campaign_id)
+    window_start = TUESDAY_MORNING - timedelta(days=ctx.policy.frequency_window_days)
+    with ctx.engine.begin() as conn:
+        # Three finished long before the window; their rows (as if touched later, say an
+        # unknown outcome asked about) still carry times inside it.
+        conn.execute(
+            update(campaigns)
+            .where(campaigns.c.id.in_(earlier[:3]))
+            .values(finished_at=window_start - timedelta(days=10))
+        )
+        conn.execute(
+            update(recipients)
+            .where(recipients.c.campaign_id.in_(earlier))
+            .values(sent_at=TUESDAY_MORNING - timedelta(days=1))
+        )
+    fifth = _create(ctx.engine, channel="sms")
+    with ctx.engine.begin() as conn:
+        summary = launch_mod.launch(conn, ctx.hasher, ctx.policy, fifth, now=TUESDAY_MORNING)
+    assert summary.eligible == 1  # one send in the window: campaign 4's
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            update(campaigns)
+            .where(campaigns.c.id.in_(earlier[:3]))
+            .values(finished_at=window_start - timedelta(hours=12))
+        )
+    actors.enqueue_batch(fifth, 0)
+    actors.broker.join("sends")
+    worker.join()
+    with ctx.engine.connect() as conn:
+        row = conn.execute(select(recipients).where(recipients.c.campaign_id == fifth)).one()
+    assert (row.state, row.send_rule) == ("excluded_at_send", "ALL-8")
 
 
 def test_a_consent_request_is_marketing_and_needs_consent(
