@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -64,7 +64,7 @@ ADDRESS_COLUMN = {
 }
 
 
-_ID_ARRAY = postgresql.ARRAY(BigInteger)
+ID_ARRAY = postgresql.ARRAY(BigInteger)
 
 
 def among(
@@ -73,7 +73,7 @@ def among(
     """`column IN ids`. On PostgreSQL one array parameter: a sub-batch's hundreds of ids
     as separate parameters cost more to compile and parse than the query takes to run."""
     if bind.dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(ids), type_=_ID_ARRAY))
+        return column == any_(bindparam(None, list(ids), type_=ID_ARRAY))
     return column.in_(list(ids))
 
 
@@ -190,39 +190,29 @@ def campaigns_sending_since(since: datetime) -> Select[Any]:
     )
 
 
-def recent_contacts(
-    conn: Connection,
-    contact_ids: Iterable[int],
-    now: datetime,
-    window_days: int,
-    exclude_campaign: int | None,
-    sending: Sequence[int] | None = None,
-) -> dict[int, int]:
-    """Recorded marketing sends per contact in the window, all channels (ALL-8), counted in
-    the campaigns `sending` (`campaigns_sending_since` the window's start when not given:
-    a launch reads them once for all its chunks)."""
-    ids = set(contact_ids)
-    since = now - timedelta(days=window_days)
-    if sending is None:
-        sending = [int(i) for i in conn.execute(campaigns_sending_since(since)).scalars()]
-    others = [c for c in sending if c != exclude_campaign]
-    if not ids or not others:
-        return {}
-    # The ids' range rather than the ids (a chunk is tens of thousands: a parameter each
-    # costs more to send and parse than the query takes); others in it are dropped below.
+def recent_hits(
+    conn: Connection, since: datetime, sending: Sequence[int]
+) -> Generator[tuple[int, int], None, None]:
+    """(contact id, recorded marketing sends since `since`, all channels: ALL-8) for the
+    contacts with any in the campaigns `sending`, in contact id order, streamed: one query
+    per launch, which reads the rows of those campaigns once (by campaign; the planner
+    cannot pick a contact range over a history that a per-chunk query would make it walk,
+    nor a campaign index per chunk over a campaign it has no statistics of yet)."""
+    if not sending:
+        return
     query = (
         select(recipients.c.contact_id, func.count())
         .where(
-            recipients.c.contact_id.between(min(ids), max(ids)),
-            # checked in the (contact_id, campaign_id) index: the rows of other campaigns
-            # are never fetched
-            among(conn, recipients.c.campaign_id, others),
+            among(conn, recipients.c.campaign_id, sending),
             recipients.c.state.in_(COUNTED_STATES),
             func.coalesce(recipients.c.sent_at, recipients.c.updated_at) >= since,
         )
         .group_by(recipients.c.contact_id)
+        .order_by(recipients.c.contact_id)
     )
-    return {int(cid): int(n) for cid, n in tuples(conn, query) if int(cid) in ids}
+    for rows in streamed(conn, query):
+        for contact_id, count in rows:
+            yield int(contact_id), int(count)
 
 
 def register_by_contact(

@@ -111,13 +111,20 @@ def _chunks(
         # that is back in the pool and in someone else's transaction by then.
         opened = streams.enter_context
         # The ledger (and for calls and post the register) joined with the whole audience
-        # in one query each, read in step with the contacts: each table is read once per
-        # launch.
+        # in one query each, and the sends that count towards the frequency cap, read in
+        # step with the contacts: each is read once per launch.
         ledger = decisions.InStep(opened(closing(decisions.ledger_hits(conn, audience))))
         register = decisions.InStep(
             opened(closing(decisions.register_hits(conn, audience, snapshot)))
             if snapshot is not None and camp.channel in ("call", "post")
             else iter(())
+        )
+        since = now - timedelta(days=config.frequency_window_days)
+        sending = conn.execute(decisions.campaigns_sending_since(since)).scalars().all()
+        recent = decisions.InStep(
+            opened(
+                closing(decisions.recent_hits(conn, since, [c for c in sending if c != camp.id]))
+            )
         )
         stream = opened(
             closing(
@@ -128,13 +135,6 @@ def _chunks(
                 )
             )
         )
-        window = config.frequency_window_days
-        sending = [
-            int(i)
-            for i in conn.execute(
-                decisions.campaigns_sending_since(now - timedelta(days=window))
-            ).scalars()
-        ]
         for rows in stream:
             low, high = rows[0][0], rows[-1][0]
             yield _Chunk(
@@ -143,9 +143,7 @@ def _chunks(
                 register.upto(high),
                 decisions.consents_by_contact(conn, low, high),
                 decisions.customers_by_contact(conn, low, high),
-                decisions.recent_contacts(
-                    conn, [r[0] for r in rows], now, window, camp.id, sending
-                ),
+                recent.upto(high),
             )
 
 
