@@ -20,7 +20,8 @@ from sqlalchemy import Engine, and_, func, or_, select, update
 from campaigns import campaign as campaign_mod
 from campaigns.campaign_schema import QUEUED, SENDING, UNKNOWN, batches, campaigns, recipients
 from campaigns.channels.base import Channel
-from campaigns.sending import LEASE, reconcile_unknown
+from campaigns.claiming import LEASE
+from campaigns.recording import reconcile_unknown
 
 STUCK_QUEUED = timedelta(minutes=2)
 STUCK_SENDING = timedelta(minutes=5)

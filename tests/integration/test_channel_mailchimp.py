@@ -17,8 +17,8 @@ from campaigns import launch as launch_mod
 from campaigns.campaign_schema import recipients
 from campaigns.channels.mailchimp import Audience, MailchimpApi, Member
 from campaigns.channels.mailchimp.audience import URL_FIELD
+from campaigns.recording import reconcile_unknown
 from campaigns.schema import contacts
-from campaigns.sending import reconcile_unknown
 from suppression.identity import email_identity
 from suppression.keys import Hasher
 from suppression.ledger import HARD_BOUNCE, OBJECTION, UNSUBSCRIBE, Ledger

@@ -19,7 +19,7 @@ from campaigns import report as report_mod
 from campaigns.campaign_schema import recipients
 from campaigns.channels.base import OutcomeUnknown, OutgoingMessage
 from campaigns.channels.twilio_sms import TwilioSmsChannel
-from campaigns.sending import reconcile_unknown
+from campaigns.recording import reconcile_unknown
 from suppression.errors import ChannelError
 from suppression.identity import normalise_phone
 from suppression.keys import Hasher

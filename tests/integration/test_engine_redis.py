@@ -34,6 +34,7 @@ from campaigns import campaign as campaign_mod
 from campaigns import launch as launch_mod
 from campaigns.campaign_schema import FINAL_STATES, batches, campaigns, recipients
 from campaigns.channels.outbox import OutboxChannel
+from campaigns.claiming import claim
 from campaigns.reconcile import reconcile
 from campaigns.schema import contacts
 from suppression.calendar import OSLO, may_send_sms
@@ -537,9 +538,9 @@ def test_two_deliveries_of_one_batch_at_once_never_claim_the_same_recipient(
         second.exec_driver_sql("SET lock_timeout = '5s'")
         second.commit()
         with first.begin():
-            mine = sender._claim(first, campaign_id, 0, 10)
+            mine = claim(first, campaign_id, 0, 10, sender.now())
             with second.begin():
-                theirs = sender._claim(second, campaign_id, 0, 10)
+                theirs = claim(second, campaign_id, 0, 10, sender.now())
     assert len(mine) == len(theirs) == 10
     assert set(mine).isdisjoint(theirs)
     assert h.states(campaign_id) == Counter({"sending": 20})

@@ -14,7 +14,8 @@ from campaigns import campaign as campaign_mod
 from campaigns import launch as launch_mod
 from campaigns.campaign_schema import recipients
 from campaigns.channels.outbox import OutboxChannel
-from campaigns.sending import LEASE, Sender
+from campaigns.claiming import LEASE
+from campaigns.sending import Sender
 from suppression.keys import Hasher
 from suppression.policy import PolicyConfig
 from tests.conftest import ORG_NAME
