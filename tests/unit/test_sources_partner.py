@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from campaigns.hashing import current_digest
+from campaigns.sources.leadreader import LeadReader
 from campaigns.sources.partner import (
     COMPANY_NOT_US,
     CONSENT_NOT_GIVEN,
@@ -21,7 +22,6 @@ from campaigns.sources.partner import (
     WRONG_FIELD_COUNT,
     Lead,
     LeadFormat,
-    LeadReader,
     header_key,
     parse_channels,
 )
