@@ -24,11 +24,11 @@ from sqlalchemy.exc import IntegrityError
 
 from campaigns import leadwriter
 from campaigns.bulkcopy import copy_rows
+from campaigns.contactlookup import FIELDS as MERGE_FIELDS
 from campaigns.hashing import current_digest
 from campaigns.keyfilter import contacts_upper_bound, load_contact_keys
 from campaigns.memory import collector_paused
 from campaigns.merge import DUPLICATE, MERGED, NEW, Merger
-from campaigns.merge import FIELDS as MERGE_FIELDS
 from campaigns.schema import import_errors, imports
 from campaigns.sources import csvfile
 from campaigns.sources.leadreader import LeadReader

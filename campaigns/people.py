@@ -223,8 +223,8 @@ def forget(
     Consent records and sources are deleted; the contact row keeps only hashes.
     """
     # The contact is locked as it is read: an import that joined the person (its rows
-    # locked FOR NO KEY UPDATE, campaigns.merge) commits first, and what it wrote (a
-    # phone, a consent record) is read and erased here; none joins it after, until this
+    # locked FOR NO KEY UPDATE, campaigns.contactlookup) commits first, and what it wrote
+    # (a phone, a consent record) is read and erased here; none joins it after, until this
     # commits. Read unlocked, the erasure would leave that import's consent record
     # behind and the import would write back the plaintext the erasure cleared.
     person = find(conn, hasher, ident, lock=True)

@@ -3,17 +3,25 @@
 `decide` is a pure function over facts gathered by the caller (contact and consent
 data from `campaigns`, ledger status, register hit, recent contacts). Every
 decision names the rule that decided it, so it can be explained (guarantee 5).
-Rule ids are those of ../shared/docs/RULES.md.
+The checks behind a basis (a consent's evidence and age, a customer relationship, the
+register's freshness) are `suppression.basis`. Rule ids are those of
+../shared/docs/RULES.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
+from datetime import UTC, date, datetime
 from typing import Final, Literal, NamedTuple
 
-from suppression.calendar import OSLO
+from suppression.basis import (
+    active_customer,
+    evidenced,
+    names_our_company,
+    oldest_partner_consent,
+    register_fresh,
+    soft_opt_in,
+)
 from suppression.ledger import ALARM_CONTACT, OBJECTION, Entry, Status
 
 Channel = Literal["email", "sms", "call", "post"]
@@ -247,17 +255,17 @@ def _electronic(
         if not (
             channel in consent.channels
             and consent.given_at <= now  # prior: a consent dated after the contact is not one
-            and _evidenced(
+            and evidenced(
                 consent.wording_version, consent.captured_at, consent.company_named, config
             )
         ):
             continue
         # ES-5 (POLICY): partner consent older than the limit is not used.
-        if consent.from_partner and consent.given_at < _oldest_partner_consent(now, config):
+        if consent.from_partner and consent.given_at < oldest_partner_consent(now, config):
             too_old.append(consent.reference)
             continue
         return Decision(True, SEND, "ES-1", BASIS_CONSENT, (consent.reference,))
-    if customer is not None and _soft_opt_in(customer, purpose, now):
+    if customer is not None and soft_opt_in(customer, purpose, now):
         return Decision(
             True, SEND, "ES-2", BASIS_SOFT_OPT_IN, (f"customer:{customer.customer_id}",)
         )
@@ -268,91 +276,9 @@ def _electronic(
     return _no(EXCLUDED_NO_CONSENT, "ES-1")
 
 
-@lru_cache(maxsize=1024)
-def _evidenced(
-    wording_version: str, captured_at: str, company_named: str, config: PolicyConfig
-) -> bool:
-    """ES-1's evidence: the wording and where it was captured, naming our company. Cached:
-    a launch sees a few forms' worth of these over millions of consents."""
-    return (
-        bool(wording_version.strip())
-        and bool(captured_at.strip())
-        and _names_us(company_named, config)
-    )
-
-
-@lru_cache(maxsize=64)
-def _oldest_partner_consent(now: datetime, config: PolicyConfig) -> datetime:
-    """ES-5: a partner's consent given before this is too old at `now` (cached per moment)."""
-    return now - timedelta(days=config.partner_consent_max_age_days)
-
-
 def names_us(named: str, config: PolicyConfig) -> bool:
     """Whether a consent's "company named" is our organisation (ES-1); used by importers too."""
-    return _names_us(named, config)
-
-
-def _names_us(named: str, config: PolicyConfig) -> bool:
-    """The consent names our company: by name (case and an "AS" suffix aside) or number."""
-    given = _plain(named)
-    if not given:
-        return False
-    if config.organisation_number and given.replace(" ", "") == config.organisation_number:
-        return True
-    return given == _plain(config.organisation_name)
-
-
-@lru_cache(maxsize=1024)
-def _plain(text: str) -> str:
-    # Cached: a launch asks about the same few company names for millions of consents.
-    return " ".join(text.casefold().split()).removesuffix(" as").strip()
-
-
-def _soft_opt_in(customer: CustomerFacts, purpose: str, now: datetime) -> bool:
-    """ES-2: active contract, address from a sale, similar product, opt-out offered."""
-    return (
-        _active(customer, now)
-        and customer.email_from_sale
-        and customer.opt_out_offered
-        and purpose in customer.product_categories
-    )
-
-
-def _active(customer: CustomerFacts, now: datetime) -> bool:
-    # An ended contract is not a relationship (POLICY); nor is a contract past its end date.
-    today = _oslo_date(now)
-    return customer.contract_active and (
-        customer.contract_end is None or customer.contract_end >= today
-    )
-
-
-@lru_cache(maxsize=64)
-def _oslo_date(moment: datetime) -> date:
-    # Cached: a launch asks about the same moment for every person.
-    return moment.astimezone(OSLO).date()
-
-
-def register_fresh(register: RegisterFacts, config: PolicyConfig, now: datetime) -> str | None:
-    """TP-2: None when the snapshot may be used now, else the reason it may not."""
-    return _register_stale(register.snapshot_date, register.loaded_at, config, now)
-
-
-@lru_cache(maxsize=64)
-def _register_stale(
-    snapshot_date: date | None, loaded_at: datetime | None, config: PolicyConfig, now: datetime
-) -> str | None:
-    # Cached: a launch of a call campaign asks about one snapshot for every person.
-    if snapshot_date is None or loaded_at is None:
-        return "no register snapshot is loaded"
-    today = _oslo_date(now)
-    # The older of the snapshot's own date and its load date: loading an old file today
-    # does not make its content fresh (POLICY, the stricter reading).
-    loaded = min(_oslo_date(loaded_at), snapshot_date)
-    if (today - loaded).days > config.register_max_age_days:
-        return f"the register snapshot is {(today - loaded).days} days old (limit {config.register_max_age_days})"
-    if (loaded.year, loaded.month) != (today.year, today.month):
-        return "the register snapshot is from an earlier calendar month"
-    return None
+    return names_our_company(named, config)
 
 
 def _phone_or_post(
@@ -375,7 +301,11 @@ def _phone_or_post(
         return Decision(True, SEND, "TP-1", BASIS_NOT_REGISTERED, (snapshot_ref,))
     # TP-3: customers may be contacted about similar products despite the register;
     # a reservation made with us directly was already handled above (ledger wins).
-    if customer is not None and _active(customer, now) and purpose in customer.product_categories:
+    if (
+        customer is not None
+        and active_customer(customer, now)
+        and purpose in customer.product_categories
+    ):
         return Decision(
             True,
             SEND,
@@ -389,7 +319,7 @@ def _phone_or_post(
             if (
                 consent.explicit_call_request
                 and not consent.multi_company_form
-                and _names_us(consent.company_named, config)
+                and names_our_company(consent.company_named, config)
             ):
                 return Decision(
                     True, SEND, "TP-4", BASIS_EXPLICIT_REQUEST, (consent.reference, snapshot_ref)

@@ -25,11 +25,12 @@ from campaigns.decisions import register_by_contact
 from campaigns.schema import contacts
 from campaigns.sendcheck import SendCheck
 from suppression import tokens
+from suppression.basis import register_fresh
 from suppression.calendar import CALLING_HOURS_TEXT
 from suppression.errors import InvalidIdentity, OutreachError
 from suppression.identity import normalise_phone
 from suppression.keys import Hasher
-from suppression.policy import PolicyConfig, RegisterFacts, register_fresh
+from suppression.policy import PolicyConfig, RegisterFacts
 from suppression.register import active_snapshot
 
 HEADER: Final = (

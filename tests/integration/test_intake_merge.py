@@ -40,7 +40,7 @@ NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Person:
-    """One incoming row as Merger reads it (campaigns.merge.Incoming)."""
+    """One incoming row as Merger reads it (campaigns.contactlookup.Incoming)."""
 
     email: str | None
     email_hash: bytes | None

@@ -1,0 +1,258 @@
+"""Finding the contacts a merge batch joins (`campaigns.merge`), and locking them.
+
+Set-based: each batch's hashes go into a temporary table (binary COPY on PostgreSQL) that
+is joined with `contacts`. With a `KeyFilter` only the hashes it cannot rule out are
+looked up (a large file: nearly none).
+
+The contacts found are locked FOR NO KEY UPDATE until the caller commits: none is
+deleted under the contact sources and consent records the caller writes for them (what
+a foreign key would do row by row; see campaigns.schema), and none is changed between
+this read and the write of its filled fields. (FOR KEY SHARE would not wait for another
+import filling a name or an address, and writing back the contact as read here would
+then drop what that import filled.) A concurrent import of the same people waits for
+this one and reads what it committed; an erasure waits too (`campaigns.people.forget`).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, Protocol
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    select,
+    text,
+    true,
+)
+
+from campaigns.bulkcopy import copy_rows
+from campaigns.keyfilter import KeyFilter
+from campaigns.schema import contacts, customers
+
+_EMAIL, _PHONE = 1, 2
+_keys = Table(
+    "merge_keys",
+    MetaData(),
+    Column("kind", Integer, nullable=False),
+    Column("key_hash", LargeBinary, nullable=False),
+)
+_CREATE_KEYS = {
+    "postgresql": "CREATE TEMPORARY TABLE IF NOT EXISTS merge_keys "
+    "(kind integer NOT NULL, key_hash bytea NOT NULL) ON COMMIT DROP",
+    "sqlite": "CREATE TEMPORARY TABLE IF NOT EXISTS merge_keys "
+    "(kind INTEGER NOT NULL, key_hash BLOB NOT NULL)",
+}
+# A contact's own values, in this order in `BatchContact.v`, in the COPY of new contacts
+# (campaigns.merge) and in what `Merger(values=...)` returns.
+FIELDS: Final = (
+    "email",
+    "email_hash",
+    "phone",
+    "phone_type",
+    "phone_hash",
+    "first_name",
+    "last_name",
+    "street",
+    "postal_code",
+    "city",
+    "name_address_hash",
+)
+_E, _EH, _P, _PT, _PH, _FN, _LN, _ST, _PC, _CI, _NAH = range(len(FIELDS))
+# What a found contact is read with here, and written back with (campaigns.merge).
+UPDATE_COLUMNS: Final = (*FIELDS, "is_partner_lead", "is_customer")
+
+
+class Incoming(Protocol):
+    """What a row brings to merge: canonical identities, their hashes, names, address."""
+
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def email_hash(self) -> bytes | None: ...
+    @property
+    def phone(self) -> str | None: ...
+    @property
+    def phone_type(self) -> str | None: ...
+    @property
+    def phone_hash(self) -> bytes | None: ...
+    @property
+    def first_name(self) -> str | None: ...
+    @property
+    def last_name(self) -> str | None: ...
+    @property
+    def street(self) -> str | None: ...
+    @property
+    def postal_code(self) -> str | None: ...
+    @property
+    def city(self) -> str | None: ...
+    @property
+    def name_address_hash(self) -> bytes | None: ...
+
+
+class BatchContact:
+    """A contact as this batch sees it: loaded from the store, or created by a row that
+    another row of the batch joined (a row nobody joins stays a plain row: cheaper)."""
+
+    __slots__ = (
+        "claim",
+        "created",
+        "dirty",
+        "id",
+        "is_customer",
+        "is_partner_lead",
+        "own",
+        "pos",
+        "v",
+    )
+
+    def __init__(self, v: list[Any], *, created: bool, own: bool) -> None:
+        self.v = v  # FIELDS
+        self.id = 0
+        self.is_partner_lead = False
+        self.is_customer = False
+        self.created = created  # created by this batch, not yet written
+        self.own = own  # created by this import
+        self.dirty = False
+        self.pos = 0  # place among the batch's new contacts
+        self.claim: str | None = None  # the customer id it belongs to (CRM import)
+
+    @property
+    def erased(self) -> bool:
+        v = self.v
+        return (v[_EH] is not None and v[_E] is None) or (v[_PH] is not None and v[_P] is None)
+
+
+class ContactLookup:
+    """Finds and locks the contacts of a merge's batches within the caller's transaction,
+    and tells those this import created (`remember`) from those it found."""
+
+    def __init__(self, conn: Connection, known: KeyFilter | None) -> None:
+        self.conn = conn
+        self.known = known
+        self._own: list[tuple[int, int]] = []  # id ranges this import created, sorted
+        conn.execute(text(_CREATE_KEYS[conn.dialect.name]))
+        if conn.dialect.name == "postgresql":
+            # The lookups' cost estimates (a probe per hash, up to tens of thousands)
+            # pass jit_above_cost: compiling them took longer than running them.
+            conn.execute(text("SET LOCAL jit = off"))
+
+    def close(self) -> None:
+        """Drop the temporary table (PostgreSQL drops it at commit anyway)."""
+        self.conn.execute(text("DROP TABLE IF EXISTS merge_keys"))
+
+    def load(
+        self, batch: Sequence[Incoming], pinned: Sequence[int | None] | None, with_claims: bool
+    ) -> tuple[dict[bytes, Any], dict[bytes, Any], dict[int, BatchContact]]:
+        """The contacts holding any of the batch's emails or phones (or pinned ids),
+        locked FOR NO KEY UPDATE."""
+        conn = self.conn
+        known = self.known
+        emails = [r.email_hash for r in batch if r.email_hash is not None]
+        phones = [r.phone_hash for r in batch if r.phone_hash is not None]
+        if known is not None:
+            # Only what it may hold is looked up; what this batch creates or fills is
+            # held from now on (refused rows' hashes too: a "maybe" costs a lookup,
+            # never a wrong answer).
+            emails = known.screen(emails)
+            phones = known.screen(phones)
+        ids = sorted({p for p in pinned or () if p is not None})
+        by_email: dict[bytes, Any] = {}
+        by_phone: dict[bytes, Any] = {}
+        by_id: dict[int, BatchContact] = {}
+        if not emails and not phones and not ids:
+            return by_email, by_phone, by_id
+        c = contacts.c
+        columns: list[Any] = [contacts.c[name] for name in ("id", *UPDATE_COLUMNS)]
+        if with_claims:
+            columns.append(
+                select(customers.c.customer_id)
+                .where(customers.c.contact_id == contacts.c.id)
+                .scalar_subquery()
+                .label("claim")
+            )
+        # One statement per kind (a row lock is not allowed over a UNION, and an OR
+        # of the two would scan every contact); phones of contacts an email found are
+        # not looked up again.
+        for kind, hashes, column in (
+            (_EMAIL, emails, c.email_hash),
+            (_PHONE, phones, c.phone_hash),
+        ):
+            if kind == _PHONE and by_phone:
+                hashes = [h for h in hashes if h not in by_phone]
+            if not hashes:
+                continue
+            # TRUNCATE: a DELETE would leave every earlier batch's keys as dead rows to scan.
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("TRUNCATE merge_keys"))
+            else:
+                conn.execute(_keys.delete())
+            copy_rows(conn, _keys, ("kind", "key_hash"), [(kind, h) for h in hashes])
+            found = conn.execute(self._lookup(columns, kind, column)).all()  # fetchall: one call
+            self._hold(found, by_email, by_phone, by_id)
+        if ids:
+            query = select(*columns).where(c.id.in_(ids)).with_for_update(key_share=True)
+            self._hold(conn.execute(query).all(), by_email, by_phone, by_id)
+        return by_email, by_phone, by_id
+
+    def _hold(
+        self,
+        rows: Iterable[Any],
+        by_email: dict[bytes, Any],
+        by_phone: dict[bytes, Any],
+        by_id: dict[int, BatchContact],
+    ) -> None:
+        for found in rows:
+            contact_id = found[0]
+            if contact_id in by_id:
+                continue
+            v = list(found[1:12])
+            for at in (_EH, _PH, _NAH):
+                if isinstance(v[at], memoryview):
+                    v[at] = bytes(v[at])
+            held = BatchContact(v, created=False, own=self._is_own(contact_id))
+            held.id = contact_id
+            held.is_partner_lead = bool(found[12])
+            held.is_customer = bool(found[13])
+            held.claim = found[14] if len(found) > 14 else None
+            by_id[contact_id] = held
+            if v[_EH] is not None:
+                by_email[v[_EH]] = held
+            if v[_PH] is not None:
+                by_phone[v[_PH]] = held
+
+    def _lookup(self, columns: list[Any], kind: int, column: Any) -> Any:
+        """The contacts holding a hash of `kind` in merge_keys, locked FOR NO KEY UPDATE."""
+        keys = _keys.alias("k")
+        if self.conn.dialect.name != "postgresql":
+            held = select(keys.c.key_hash).where(keys.c.kind == kind)
+            return select(*columns).where(column.in_(held))
+        # One index probe per hash, whatever the planner thinks of merge_keys' size: a
+        # hash join would read every contact for each batch. (LATERAL with LIMIT 1 is
+        # never flattened into a join; each hash is unique, so LIMIT 1 drops nothing.)
+        found = (
+            select(*columns)
+            .where(column == keys.c.key_hash)
+            .limit(1)
+            .with_for_update(key_share=True, of=contacts)  # FOR NO KEY UPDATE
+            .lateral("found")
+        )
+        return select(found).select_from(keys).join(found, true()).where(keys.c.kind == kind)
+
+    def _is_own(self, contact_id: int) -> bool:
+        i = bisect.bisect_right(self._own, (contact_id, float("inf"))) - 1
+        return i >= 0 and self._own[i][0] <= contact_id <= self._own[i][1]
+
+    def remember(self, ids: list[int]) -> None:
+        """Contacts this import created: found again, they are its own (a duplicate)."""
+        ranges = self._own
+        for contact_id in sorted(ids):
+            if ranges and ranges[-1][1] + 1 == contact_id:
+                ranges[-1] = (ranges[-1][0], contact_id)
+            else:
+                bisect.insort(ranges, (contact_id, contact_id))
