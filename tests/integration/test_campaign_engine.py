@@ -287,6 +287,35 @@ def test_the_frequency_cap_is_checked_again_at_send_time(
     assert fifth_row.state == "excluded_at_send" and fifth_row.send_rule == "ALL-8"
 
 
+def test_a_send_in_flight_elsewhere_counts_towards_the_frequency_cap_at_send_time(
+    ctx: Context, hasher: Hasher, worker: dramatiq.Worker
+) -> None:
+    """ALL-8 at send time counts what may have been sent: another campaign's message to
+    the person that a worker is sending right now (no sent_at yet) is the fourth."""
+    _people(ctx.engine, hasher, 1)
+    for _ in range(3):
+        campaign_id = _create(ctx.engine)
+        _launch(ctx, campaign_id)
+        actors.broker.join("sends")
+        worker.join()
+    fourth, fifth = _create(ctx.engine), _create(ctx.engine, channel="sms")
+    with ctx.engine.begin() as conn:
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, fourth, now=TUESDAY_MORNING)
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, fifth, now=TUESDAY_MORNING)
+        # another worker has claimed the fourth campaign's message and is sending it
+        conn.execute(
+            update(recipients)
+            .where(recipients.c.campaign_id == fourth)
+            .values(state="sending", updated_at=TUESDAY_MORNING)
+        )
+    actors.enqueue_batch(fifth, 0)
+    actors.broker.join("sends")
+    worker.join()
+    with ctx.engine.connect() as conn:
+        row = conn.execute(select(recipients).where(recipients.c.campaign_id == fifth)).one()
+    assert (row.state, row.send_rule) == ("excluded_at_send", "ALL-8")
+
+
 def test_the_frequency_cap_reads_only_the_campaigns_that_can_have_sent_in_the_window(
     ctx: Context, hasher: Hasher, worker: dramatiq.Worker
 ) -> None:
