@@ -76,7 +76,7 @@ class RecipientWriter:
             # its DB-API `Binary` wrapper, in Python (a call per key hash, a million per
             # launch); the key hashes are plain bytes: its C dumper of bytes does (this
             # cursor only).
-            cursor.adapters.register_dumper(bytes, BytesBinaryDumper)
+            cursor.adapters.register_dumper(None, BytesBinaryDumper)
             # Queued: the rows go to the server from a thread of psycopg's while this one
             # goes on deciding, instead of waiting whenever the socket is full.
             self._copy = self._stack.enter_context(
