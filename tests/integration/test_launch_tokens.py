@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import gc
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, func, select, text
@@ -25,6 +25,7 @@ from suppression.policy import PolicyConfig
 from suppression.schema import unsubscribe_tokens
 from tests.conftest import ORG_NAME
 from tests.factories import add_person
+from worker import db
 
 pytestmark = pytest.mark.integration
 
@@ -186,3 +187,40 @@ def test_a_failing_launch_writes_nothing_and_frees_its_reader(
         assert conn.execute(count).scalar() == 0
     with engine.begin() as conn:  # and it can be launched after all
         assert launch_mod.launch(conn, hasher, policy_config, campaign_id, now=NOW).audience == 10
+
+
+def test_the_launch_reader_reads_times_in_utc_and_decides_alike_in_any_server_zone(
+    store_url: str, hasher: Hasher, policy_config: PolicyConfig
+) -> None:
+    """The reader asks for times in UTC (the policy's comparisons of a consent's time with
+    the launch's cost a seventh or less then); the moments, and so the decisions at the edges of
+    ES-1 (a consent given at the very moment of the launch, or a second after) and ES-5
+    (a partner's consent exactly as old as the limit, or a second older), are the same
+    whatever zone the server's sessions are in."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("the reader is a connection of its own on PostgreSQL only")
+    oldest = NOW - timedelta(days=policy_config.partner_consent_max_age_days)
+    edges = (NOW, NOW + timedelta(seconds=1), oldest, oldest - timedelta(seconds=1))
+    decided = []
+    for zone in ("Europe/Oslo", "UTC", "America/Los_Angeles"):
+        engine = db.engine_for(store_url, connect_args={"options": f"-c TimeZone={zone}"})
+        with engine.begin() as conn:
+            conn.execute(text("TRUNCATE contacts, recipients, campaigns RESTART IDENTITY CASCADE"))
+            for n, given_at in enumerate(edges):
+                add_person(conn, hasher, n, given_at=given_at)
+        campaign_id = _create(engine)
+        with engine.begin() as conn:
+            with streaming.reading_connection(conn) as reader:
+                given = reader.execute(text("SELECT min(given_at) FROM consent_records")).scalar()
+                assert given is not None and given.tzinfo is UTC
+            launch_mod.launch(conn, hasher, policy_config, campaign_id, now=NOW)
+            assert conn.execute(text("SHOW TimeZone")).scalar() == zone  # the caller's own
+        decided.append([(r[3], r[4]) for r in _rows(engine, campaign_id)])
+        engine.dispose()
+    assert decided[0] == [
+        ("send", "ES-1"),
+        ("excluded:no_consent", "ES-1"),
+        ("send", "ES-1"),
+        ("excluded:consent_too_old", "ES-5"),
+    ]
+    assert decided[1] == decided[0] and decided[2] == decided[0]
