@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
@@ -31,6 +32,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
 
 from campaigns.campaign_schema import campaigns, recipients
 from campaigns.people import (
@@ -77,14 +79,17 @@ def among(
     return column.in_(list(ids))
 
 
-def tuples(conn: Connection, stmt: Select[Any]) -> Sequence[Any]:
+def tuples(
+    conn: Connection, stmt: Select[Any], params: dict[str, Any] | None = None
+) -> Sequence[Any]:
     """All rows of `stmt` as tuples. On PostgreSQL straight from psycopg in binary: for
     the tens of thousands of rows a launch reads per chunk, SQLAlchemy's row processing
     costs more than the query (2.8 s of a million-contact launch's 5 s of consent
-    reading). The statement is still SQLAlchemy's, compiled for the connection."""
+    reading). The statement is still SQLAlchemy's, compiled for the connection; with
+    `params` for its named bind parameters, compiled once (`_sql`)."""
     if conn.dialect.name != "postgresql":
-        return conn.execute(stmt).all()
-    return [row for rows in fetched(conn, stmt) for row in rows]
+        return conn.execute(stmt, params).all()
+    return [row for rows in _fetch(conn, stmt, FETCH, params=params) for row in rows]
 
 
 def streamed(
@@ -114,17 +119,32 @@ def fetched(
 
 
 def _fetch(
-    conn: Connection, stmt: Select[Any], size: int, name: str = ""
+    conn: Connection,
+    stmt: Select[Any],
+    size: int,
+    name: str = "",
+    params: dict[str, Any] | None = None,
 ) -> Generator[Sequence[Any], None, None]:
     """`stmt` compiled for the connection, run on a psycopg cursor in binary (server-side
     when named), its rows in lists of up to `size` tuples."""
-    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    if params is None:
+        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        sql, params = compiled.string, compiled.params
+    else:
+        sql = _sql(stmt, conn.dialect)
     raw = conn.connection.driver_connection
     # An empty name is psycopg's client-side cursor.
     with raw.cursor(name=name, binary=True) as cur:  # type: ignore[union-attr]
-        cur.execute(compiled.string, compiled.params)
+        cur.execute(sql, params)
         while rows := cur.fetchmany(size):
             yield rows
+
+
+@lru_cache(maxsize=32)
+def _sql(stmt: Select[Any], dialect: Dialect) -> str:
+    """The SQL of a statement built once (at import) with named bind parameters: the
+    per-chunk queries of a launch would otherwise be compiled anew a hundred times."""
+    return stmt.compile(dialect=dialect).string
 
 
 _CONSENT_QUERY = select(
@@ -140,6 +160,12 @@ _CONSENT_QUERY_PG = select(
 )
 
 
+_IN_RANGE = consent_records.c.contact_id.between(bindparam("low"), bindparam("high"))
+_IN_ORDER = (consent_records.c.given_at, consent_records.c.id)
+_CONSENTS = _CONSENT_QUERY.where(_IN_RANGE).order_by(*_IN_ORDER)
+_CONSENTS_PG = _CONSENT_QUERY_PG.where(_IN_RANGE).order_by(*_IN_ORDER)
+
+
 def consents_by_contact(
     conn: Connection, low: int, high: int
 ) -> dict[int, tuple[ConsentFacts, ...]]:
@@ -147,12 +173,7 @@ def consents_by_contact(
     person's), for the contacts with ids in [low, high]."""
     out: dict[int, tuple[ConsentFacts, ...]] = {}
     postgresql = conn.dialect.name == "postgresql"
-    rows = tuples(
-        conn,
-        (_CONSENT_QUERY_PG if postgresql else _CONSENT_QUERY)
-        .where(consent_records.c.contact_id.between(low, high))
-        .order_by(consent_records.c.given_at, consent_records.c.id),
-    )
+    rows = tuples(conn, _CONSENTS_PG if postgresql else _CONSENTS, {"low": low, "high": high})
     # Positional, and straight into tuples: a chunk is tens of thousands of rows, nearly
     # all of one record each, and every step per row shows in a launch's time.
     new, facts = tuple.__new__, ConsentFacts  # the named tuple without its Python __new__
@@ -171,13 +192,13 @@ def consents_by_contact(
     return out
 
 
-_CUSTOMER_QUERY = select(
+_CUSTOMERS = select(
     customers.c.contact_id, *(customers.c[name] for name in CUSTOMER_FACT_COLUMNS)
-)
+).where(customers.c.contact_id.between(bindparam("low"), bindparam("high")))
 
 
 def customers_by_contact(conn: Connection, low: int, high: int) -> dict[int, CustomerFacts]:
-    rows = tuples(conn, _CUSTOMER_QUERY.where(customers.c.contact_id.between(low, high)))
+    rows = tuples(conn, _CUSTOMERS, {"low": low, "high": high})
     return {int(contact_id): customer_from_values(*values) for contact_id, *values in rows}
 
 
@@ -316,7 +337,7 @@ def ledger_hits(
             found = {
                 int(values[0]): entry_from_values(*values)
                 for values in tuples(
-                    conn, select(*LEDGER_COLUMNS).where(ledger_entries.c.id.in_(ids))
+                    conn, select(*LEDGER_COLUMNS).where(among(conn, ledger_entries.c.id, ids))
                 )
             }
             for cid, entry_id in batch:
