@@ -175,20 +175,23 @@ def consents_by_contact(
     postgresql = conn.dialect.name == "postgresql"
     rows = tuples(conn, _CONSENTS_PG if postgresql else _CONSENTS, {"low": low, "high": high})
     # Positional, and straight into tuples: a chunk is tens of thousands of rows, nearly
-    # all of one record each, and every step per row shows in a launch's time.
-    new, facts = tuple.__new__, ConsentFacts  # the named tuple without its Python __new__
-    found = (
-        (
-            (cid, new(facts, (reference, given_at, channel_set(channels), *rest)))
-            for cid, reference, given_at, channels, *rest in rows
-        )
-        if postgresql
-        else ((cid, consent_from_values(*values)) for cid, *values in rows)
-    )
+    # all of one record each, and every step per row shows in a launch's time (the
+    # columns named one by one: a starred name builds a list per row, and the loop
+    # written out saves a generator's step; half the cost per row).
     get = out.get
-    for contact_id, fact in found:
-        before = get(contact_id)
-        out[contact_id] = (fact,) if before is None else (*before, fact)
+    if not postgresql:
+        for cid, *values in rows:
+            before, fact = get(cid), consent_from_values(*values)
+            out[cid] = (fact,) if before is None else (*before, fact)
+        return out
+    new, facts = tuple.__new__, ConsentFacts  # the named tuple without its Python __new__
+    # from_partner, explicit_call_request, multi_company_form: the last three flags
+    for cid, reference, given_at, channels, wording, where, named, source, fp, ecr, mcf in rows:
+        before = get(cid)
+        fact = new(facts, (
+            reference, given_at, channel_set(channels), wording, where, named, source, fp, ecr, mcf,
+        ))  # fmt: skip
+        out[cid] = (fact,) if before is None else (*before, fact)
     return out
 
 

@@ -65,14 +65,17 @@ def _population(engine: Engine, hasher: Hasher, seed: int, tmp_path: Path) -> No
                 given_at=now - timedelta(days=rnd.choice([1, 30, 170, 200, 400])),
                 company_named=rnd.choice([ORG_NAME, ORG_NAME.upper(), "Et Annet Firma AS", ""]),
             )  # fmt: skip
-            if rnd.random() < 0.3:  # a second, later consent
+            asked = n % 10 == 3  # listed, and asked us to call them: TP-4 unless stopped
+            if rnd.random() < 0.3 or asked:  # a second, later consent
                 conn.execute(
                     insert(consent_records).values(
                         contact_id=cid, source="partner:Partner B", source_ref=f"X{n}",
                         given_at=now - timedelta(days=rnd.choice([2, 60])),
                         channels=rnd.choice(["email", "sms", "call"]), wording_version="v4",
                         captured_at="https://partner.example.com/ny", company_named=ORG_NAME,
-                        explicit_call_request=False, multi_company_form=False,
+                        # TP-4's facts, each way: the launch reads them by position
+                        explicit_call_request=asked or rnd.random() < 0.5,
+                        multi_company_form=not asked and rnd.random() < 0.3,
                         from_partner=True, recorded_at=now,
                     )
                 )  # fmt: skip
@@ -84,7 +87,7 @@ def _population(engine: Engine, hasher: Hasher, seed: int, tmp_path: Path) -> No
                     hasher.hash(ident), kind, scope=scope, reason=reason, source="web",
                     source_event=f"seed{seed}:{n}:{k}", occurred_at=now - timedelta(days=k),
                 )  # fmt: skip
-            if rnd.random() < 0.3:
+            if rnd.random() < 0.3 or asked:
                 listed.append(normalise_phone(f"4{n:07d}").e164)
         path = tmp_path / f"register-{seed}.csv"
         path.write_text(
@@ -110,7 +113,7 @@ def test_bulk_decisions_equal_person_by_person(
         with engine.begin() as conn:  # a transaction of its own: the launch reads ahead
             launch_mod.launch(conn, hasher, policy_config, camp.id, now=now)
         launched[channel] = camp.id
-    seen = set()
+    seen, rules = set(), set()
     with engine.connect() as conn:
         for channel, campaign_id in launched.items():
             rows = conn.execute(
@@ -130,8 +133,10 @@ def test_bulk_decisions_equal_person_by_person(
                     row.contact_id,
                 )
                 seen.add((channel, row.decision))
+                rules.add((channel, row.rule))
     # The population reaches a good share of the outcomes on each channel.
     assert len(seen) >= 10, seen
+    assert ("call", "TP-4") in rules  # an explicit request to us, despite the register
 
 
 def _find(conn: Connection, hasher: Hasher, contact_id: int) -> people.Person:
