@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Final, Literal, NamedTuple
 
 from suppression.basis import (
@@ -146,6 +147,17 @@ class Decision(NamedTuple):
         }
 
 
+# The named tuple without its Python-level __new__, for the decisions a launch makes
+# by the million (all five fields given, in order).
+_new = tuple.__new__
+
+
+@lru_cache(maxsize=16)
+def _snapshot_ref(snapshot_date: date | None) -> str:
+    # Cached: a call campaign's launch names one snapshot for every person.
+    return f"register:{snapshot_date.isoformat()}" if snapshot_date else ""
+
+
 def _no(decision: str, rule: str, *evidence: str) -> Decision:
     return Decision(False, decision, rule, "", tuple(evidence))
 
@@ -194,9 +206,10 @@ def decide_facts(
 ) -> Decision:
     """`decide` over the facts themselves rather than a PersonFacts: a launch decides a
     million people and would spend a tenth of its time building the PersonFacts."""
-    stopped = recheck(channel, ledger, recent_contacts, config)
-    if stopped is not None:
-        return stopped
+    if ledger.entries or recent_contacts >= config.frequency_cap:  # recheck's own tests
+        stopped = recheck(channel, ledger, recent_contacts, config)
+        if stopped is not None:
+            return stopped
     if not has_address:
         return _no(EXCLUDED_NO_ADDRESS, "n/a")
     if channel in ("email", "sms"):
@@ -264,7 +277,7 @@ def _electronic(
         if consent.from_partner and consent.given_at < oldest_partner_consent(now, config):
             too_old.append(consent.reference)
             continue
-        return Decision(True, SEND, "ES-1", BASIS_CONSENT, (consent.reference,))
+        return _new(Decision, (True, SEND, "ES-1", BASIS_CONSENT, (consent.reference,)))
     if customer is not None and soft_opt_in(customer, purpose, now):
         return Decision(
             True, SEND, "ES-2", BASIS_SOFT_OPT_IN, (f"customer:{customer.customer_id}",)
@@ -293,12 +306,10 @@ def _phone_or_post(
     stale = register_fresh(register, config, now)
     if stale is not None:
         return _no(EXCLUDED_REGISTER_STALE, "TP-2", stale)
-    snapshot_ref = (
-        f"register:{register.snapshot_date.isoformat()}" if register.snapshot_date else ""
-    )
+    snapshot_ref = _snapshot_ref(register.snapshot_date)
     listed = register.reserved_phone if channel == "call" else register.reserved_post
     if not listed:
-        return Decision(True, SEND, "TP-1", BASIS_NOT_REGISTERED, (snapshot_ref,))
+        return _new(Decision, (True, SEND, "TP-1", BASIS_NOT_REGISTERED, (snapshot_ref,)))
     # TP-3: customers may be contacted about similar products despite the register;
     # a reservation made with us directly was already handled above (ledger wins).
     if (
