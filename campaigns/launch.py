@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from campaigns import campaign as campaign_mod
-from campaigns import decisions
+from campaigns import decisions, joins
 from campaigns.campaign_schema import EXCLUDED as STATE_EXCLUDED
 from campaigns.campaign_schema import QUEUED, batches
 from campaigns.memory import collector_paused
@@ -113,18 +113,16 @@ def _chunks(
         # The ledger (and for calls and post the register) joined with the whole audience
         # in one query each, and the sends that count towards the frequency cap, read in
         # step with the contacts: each is read once per launch.
-        ledger = decisions.InStep(opened(closing(decisions.ledger_hits(conn, audience))))
-        register = decisions.InStep(
-            opened(closing(decisions.register_hits(conn, audience, snapshot)))
+        ledger = joins.InStep(opened(closing(joins.ledger_hits(conn, audience))))
+        register = joins.InStep(
+            opened(closing(joins.register_hits(conn, audience, snapshot)))
             if snapshot is not None and camp.channel in ("call", "post")
             else iter(())
         )
         since = now - timedelta(days=config.frequency_window_days)
         sending = conn.execute(decisions.campaigns_sending_since(since)).scalars().all()
-        recent = decisions.InStep(
-            opened(
-                closing(decisions.recent_hits(conn, since, [c for c in sending if c != camp.id]))
-            )
+        recent = joins.InStep(
+            opened(closing(joins.recent_hits(conn, since, [c for c in sending if c != camp.id])))
         )
         stream = opened(
             closing(

@@ -64,7 +64,7 @@ class SendCheck:
             r2.c.campaign_id != recipients.c.campaign_id,
             r2.c.state.in_(decisions.COUNTED_STATES),
             # A send in flight (`sending`) or of unknown outcome has no sent_at: its row's
-            # last change dates it, as at launch (`decisions.recent_hits`).
+            # last change dates it, as at launch (`joins.recent_hits`).
             func.coalesce(r2.c.sent_at, r2.c.updated_at) >= since,
         )
         if self.engine.dialect.name == "postgresql":
