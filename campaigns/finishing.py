@@ -108,13 +108,18 @@ def finish_batch(
     return left is None
 
 
-def finish_campaign_if_done(conn: Connection, campaign_id: int, now: datetime) -> bool:
-    open_batch = conn.execute(
+def any_batch_open(conn: Connection, campaign_id: int) -> bool:
+    """Whether a batch of the campaign is not done yet."""
+    found = conn.execute(
         select(batches.c.id)
         .where(batches.c.campaign_id == campaign_id, batches.c.state != "done")
         .limit(1)
     ).first()
-    if open_batch is not None:
+    return found is not None
+
+
+def finish_campaign_if_done(conn: Connection, campaign_id: int, now: datetime) -> bool:
+    if any_batch_open(conn, campaign_id):
         return False
     unsent = conn.execute(
         select(recipients.c.id)

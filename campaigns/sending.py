@@ -39,7 +39,13 @@ from campaigns.campaign_schema import (
 )
 from campaigns.channels.base import Channel
 from campaigns.claiming import claim, leftovers_unknown, take_lease, unclaim
-from campaigns.finishing import cancel_batch, finish_batch, finish_campaign_if_done, give_up
+from campaigns.finishing import (
+    any_batch_open,
+    cancel_batch,
+    finish_batch,
+    finish_campaign_if_done,
+    give_up,
+)
 from campaigns.messages import render_messages
 from campaigns.recording import reconcile_unknown, record
 from campaigns.sendcheck import SendCheck
@@ -236,12 +242,7 @@ class Sender:
         """Once every batch is done, a staging channel sends the campaign, exactly once:
         the staged recipients are claimed (staged -> sending) by one worker only."""
         with self.engine.begin() as conn:
-            open_batch = conn.execute(
-                select(batches.c.id)
-                .where(batches.c.campaign_id == campaign_id, batches.c.state != "done")
-                .limit(1)
-            ).first()
-            if open_batch is not None:
+            if any_batch_open(conn, campaign_id):
                 return
             state = conn.execute(
                 select(campaigns.c.state).where(campaigns.c.id == campaign_id)
