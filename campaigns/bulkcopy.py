@@ -54,6 +54,14 @@ def _pg_type(sql_type: TypeEngine[Any]) -> str:
     raise TypeError(f"no binary COPY type for {sql_type!r}")
 
 
+def plain_bytes(cursor: psycopg.Cursor[Any]) -> None:
+    """A binary COPY that declares its types by name dumps `bytea` with what psycopg
+    registered last for that type: its DB-API module's dumper, pure Python (to accept its
+    `Binary` wrapper), a call per value. Our values are plain bytes: on this cursor,
+    psycopg's C dumper of bytes does it."""
+    cursor.adapters.register_dumper(None, BytesBinaryDumper)
+
+
 def copy_rows(
     conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]
 ) -> int:
@@ -66,9 +74,7 @@ def copy_rows(
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
     try:
         with raw.cursor() as cur:  # type: ignore[union-attr]
-            # psycopg's DB-API module makes its pure-Python dumper the one for bytea
-            # (to accept its Binary wrapper); ours are plain bytes: the C dumper does.
-            cur.adapters.register_dumper(None, BytesBinaryDumper)
+            plain_bytes(cur)
             with cur.copy(statement) as copy:
                 copy.set_types(types)
                 write = copy.write_row

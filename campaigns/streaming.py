@@ -11,9 +11,9 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from psycopg.copy import QueuedLibpqWriter
-from psycopg.types.string import BytesBinaryDumper
 from sqlalchemy import Connection, text
 
+from campaigns.bulkcopy import plain_bytes
 from campaigns.campaign_schema import recipients
 from suppression.bulk import insert_rows
 
@@ -78,11 +78,7 @@ class RecipientWriter:
         if streaming:
             raw = conn.connection.driver_connection
             cursor = self._stack.enter_context(raw.cursor())  # type: ignore[union-attr]
-            # The COPY's types are given by name, and psycopg dumps by type the bytea of
-            # its DB-API `Binary` wrapper, in Python (a call per key hash, a million per
-            # launch); the key hashes are plain bytes: its C dumper of bytes does (this
-            # cursor only).
-            cursor.adapters.register_dumper(None, BytesBinaryDumper)
+            plain_bytes(cursor)  # a million key hashes per launch
             # Queued: the rows go to the server from a thread of psycopg's while this one
             # goes on deciding, instead of waiting whenever the socket is full.
             self._copy = self._stack.enter_context(
