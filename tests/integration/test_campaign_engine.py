@@ -261,10 +261,11 @@ def test_the_frequency_cap_stops_the_contact_over_the_limit(
     assert summary.eligible == 0
 
 
-def test_the_frequency_cap_is_checked_again_at_send_time(
+def _three_sent_then_two_launched(
     ctx: Context, hasher: Hasher, worker: dramatiq.Worker
-) -> None:
-    """ALL-8 at send time: two campaigns launched together cannot both push a person over."""
+) -> tuple[int, int]:
+    """One person, sent three campaigns (the cap is four), then an email and an SMS campaign
+    launched together: each allows the person, neither has sent yet. Their ids."""
     _people(ctx.engine, hasher, 1)
     for _ in range(3):
         campaign_id = _create(ctx.engine)
@@ -275,6 +276,14 @@ def test_the_frequency_cap_is_checked_again_at_send_time(
     with ctx.engine.begin() as conn:
         launch_mod.launch(conn, ctx.hasher, ctx.policy, fourth, now=TUESDAY_MORNING)
         launch_mod.launch(conn, ctx.hasher, ctx.policy, fifth, now=TUESDAY_MORNING)
+    return fourth, fifth
+
+
+def test_the_frequency_cap_is_checked_again_at_send_time(
+    ctx: Context, hasher: Hasher, worker: dramatiq.Worker
+) -> None:
+    """ALL-8 at send time: two campaigns launched together cannot both push a person over."""
+    fourth, fifth = _three_sent_then_two_launched(ctx, hasher, worker)
     actors.enqueue_batch(fourth, 0)
     actors.broker.join("sends")
     worker.join()
@@ -292,16 +301,8 @@ def test_a_send_in_flight_elsewhere_counts_towards_the_frequency_cap_at_send_tim
 ) -> None:
     """ALL-8 at send time counts what may have been sent: another campaign's message to
     the person that a worker is sending right now (no sent_at yet) is the fourth."""
-    _people(ctx.engine, hasher, 1)
-    for _ in range(3):
-        campaign_id = _create(ctx.engine)
-        _launch(ctx, campaign_id)
-        actors.broker.join("sends")
-        worker.join()
-    fourth, fifth = _create(ctx.engine), _create(ctx.engine, channel="sms")
+    fourth, fifth = _three_sent_then_two_launched(ctx, hasher, worker)
     with ctx.engine.begin() as conn:
-        launch_mod.launch(conn, ctx.hasher, ctx.policy, fourth, now=TUESDAY_MORNING)
-        launch_mod.launch(conn, ctx.hasher, ctx.policy, fifth, now=TUESDAY_MORNING)
         # another worker has claimed the fourth campaign's message and is sending it
         conn.execute(
             update(recipients)
