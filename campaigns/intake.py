@@ -215,16 +215,19 @@ def import_leads(
     # worth it when the file has at least a quarter as many rows as there are contacts.
     if screen and 4 * shape.rows_estimate >= contacts_upper_bound(conn):
         known = load_contact_keys(conn, 2 * shape.rows_estimate)
+    # On PostgreSQL the writes of a batch are done from a thread while the next is read.
+    writer = leadwriter.Writer() if conn.dialect.name == "postgresql" else None
     merger = Merger(
-        conn, hasher.key_id, now, partner_lead=True, known=known, values=_CONTACT_VALUES
+        conn,
+        hasher.key_id,
+        now,
+        partner_lead=True,
+        known=known,
+        values=_CONTACT_VALUES,
+        submit=writer.submit if writer is not None else None,
+        drain=writer.drain if writer is not None else None,
     )
     errors: list[RowError] = []
-
-    def store(batch: list[Lead]) -> None:
-        leadwriter.store(conn, merger, reader, batch, source, import_id, now, errors)
-
-    writer = leadwriter.Writer(store) if conn.dialect.name == "postgresql" else None
-    put = writer.put if writer is not None else store
     read = reader.read
     batch: list[Lead] = []
     rows = 0
@@ -236,9 +239,11 @@ def import_leads(
                 if lead is not None:
                     batch.append(lead)
                     if len(batch) >= batch_size:
-                        put(batch)
+                        leadwriter.store(
+                            conn, merger, reader, batch, source, import_id, now, errors
+                        )
                         batch = []
-            put(batch)
+            leadwriter.store(conn, merger, reader, batch, source, import_id, now, errors)
         except BaseException:
             if writer is not None:
                 writer.abort()  # the reading error is the one to report; the rollback follows

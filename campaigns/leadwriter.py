@@ -1,8 +1,8 @@
 """Storing the accepted leads of an import, batch by batch, on the import's connection.
 
 A batch is merged by identity into contacts (`campaigns.merge`); each lead kept gets
-its contact source and its consent record. On PostgreSQL a `Writer` stores the
-batches from a thread of its own while the import reads on.
+its contact source and its consent record. On PostgreSQL a `Writer` does the writes
+from a thread of its own while the import reads and merges on.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from suppression.errors import RowError
 
 _LEAD_ID: Final = Lead._fields.index("lead_id")
 _EVIDENCE_END: Final = Lead._fields.index("multi_company_form") + 1
+_SOURCE_COLUMNS: Final = ("contact_id", "source", "source_ref", "import_id", "imported_at")
 _CONSENT_COLUMNS: Final = (
     "contact_id",
     "import_id",
@@ -46,50 +47,70 @@ assert Lead._fields[_LEAD_ID:_EVIDENCE_END] == (
 ), "Lead's evidence fields must stay in consent_records' column order"
 
 
-class Writer:
-    """Stores batches on the import's connection from a thread of its own, so that the
-    database works on one batch while the reader validates the next (PostgreSQL only:
-    the server does its share in its own process). The connection is used by this
-    thread alone until `close`, which returns when every batch is stored and re-raises
-    the first error of storing."""
+Task = Callable[[], None]
 
-    def __init__(self, store: Callable[[list[Lead]], None]) -> None:
-        self._store = store
-        self._queue: queue.Queue[list[Lead] | None] = queue.Queue(maxsize=2)
-        self._error: BaseException | None = None
+
+class Writer:
+    """Runs the import's writes (the COPY of a merged batch's rows) on its connection, in
+    order, from a thread of its own, while the import reads, validates and merges the
+    next batch (PostgreSQL only: the server does its share in its own process).
+
+    Only the writes are here: the thread mostly waits for the server, so the reading
+    thread keeps the GIL. (With the merge in this thread too, the two threads fought
+    for the GIL and a million-row import took as long as their CPU time and the
+    server's added together.) Reads of the connection (a merge's lookups) come after
+    `drain`, when this thread is idle. The first error of a write is re-raised by
+    `drain` or `close`; writes after it are dropped.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Task | None] = queue.Queue(maxsize=8)
+        self._error: BaseException | None = None  # the first, kept: later writes are dropped
         self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while (batch := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self._store(batch)
-                except BaseException as exc:  # handed to the reading thread in close()
-                    self._error = exc
+        while True:
+            task = self._queue.get()
+            try:
+                if task is None:
+                    return
+                if self._error is None:
+                    task()
+            except BaseException as exc:  # handed to the importing thread by drain()
+                self._error = exc
+            finally:
+                self._queue.task_done()
 
-    def put(self, batch: list[Lead]) -> None:
-        if self._error is not None:
-            self.close()
-        self._queue.put(batch)
+    def submit(self, task: Task) -> None:
+        self._raise()
+        self._queue.put(task)
+
+    def drain(self) -> None:
+        """Return when every write submitted is done; raise the first error of one."""
+        self._queue.join()
+        self._raise()
 
     def close(self) -> None:
+        """Drain, stop the thread, raise the first error of a write."""
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        self._raise()
 
     def abort(self) -> None:
-        """Stop after the batch in hand, dropping the rest and any error of storing."""
+        """Stop after the write in hand, dropping the rest and any error of writing."""
         self._error = self._error or _Aborted()
         with contextlib.suppress(BaseException):
             self.close()
 
+    def _raise(self) -> None:
+        if self._error is not None and not isinstance(self._error, _Aborted):
+            raise self._error
+
 
 class _Aborted(Exception):
-    """Marks a writer told to stop: batches still queued are not stored."""
+    """Marks a writer told to stop: writes still queued are not done."""
 
 
 def store(
@@ -102,8 +123,9 @@ def store(
     now: datetime,
     errors: list[RowError],
 ) -> None:
-    """Merge one batch, then record each kept lead's contact source and consent record;
-    a lead whose identities belong to two contacts is an IDENTITY_CONFLICT in `errors`."""
+    """Merge one batch, then record each kept lead's contact source and consent record
+    (written by the merger's `submit`); a lead whose identities belong to two contacts
+    is an IDENTITY_CONFLICT in `errors`."""
     if not batch:
         return
     conflicts = merger.counts[CONFLICT]
@@ -118,17 +140,15 @@ def store(
                 kept.append((contact_id, lead))
     else:
         kept = list(zip(ids, batch, strict=True))  # type: ignore[arg-type]
-    copy_rows(
-        conn,
-        contact_sources,
-        ("contact_id", "source", "source_ref", "import_id", "imported_at"),
-        [(cid, source, lead[_LEAD_ID], import_id, now) for cid, lead in kept],
-    )
+    sources = [(cid, source, lead[_LEAD_ID], import_id, now) for cid, lead in kept]
     # A consent record is the lead's evidence fields (lead_id .. multi_company_form,
     # in Lead's order) between the ids and the constants.
-    copy_rows(
-        conn,
-        consent_records,
-        _CONSENT_COLUMNS,
-        [(cid, import_id, source, *lead[_LEAD_ID:_EVIDENCE_END], True, now) for cid, lead in kept],
-    )
+    consents = [
+        (cid, import_id, source, *lead[_LEAD_ID:_EVIDENCE_END], True, now) for cid, lead in kept
+    ]
+
+    def write() -> None:
+        copy_rows(conn, contact_sources, _SOURCE_COLUMNS, sources)
+        copy_rows(conn, consent_records, _CONSENT_COLUMNS, consents)
+
+    merger.submit(write)
