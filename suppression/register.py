@@ -67,11 +67,17 @@ _SPACES = re.compile(r"[\s.,]+")
 
 def name_address_key(name: str, address: str, postal_code: str) -> str:
     """Canonical name+address for hashing: Unicode NFKC, case-folded, punctuation-light."""
+    return f"{_norm(name)}|{_norm(address)}|{_norm(postal_code).replace(' ', '')}"
 
-    def norm(text: str) -> str:
-        return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
-    return f"{norm(name)}|{norm(address)}|{norm(postal_code).replace(' ', '')}"
+def _norm(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).casefold()
+    if "." in text or "," in text:
+        return _SPACES.sub(" ", text).strip()
+    # Without "." or ",", the same as the line above at less than half the cost (a
+    # partner import hashes three of these per row): str.split(), str.strip() and the
+    # pattern's \s all take whitespace to be what str.isspace() says it is.
+    return " ".join(text.split())
 
 
 def decode(data: bytes) -> str:
