@@ -1,8 +1,8 @@
 """Finding the contacts a merge batch joins (`campaigns.merge`), and locking them.
 
 Set-based: each batch's hashes are joined with `contacts` in one statement (an array
-parameter on PostgreSQL, a temporary table on SQLite). With a `KeyFilter` only the hashes it cannot rule out are
-looked up (a large file: nearly none).
+parameter on PostgreSQL, a temporary table on SQLite). With a `KeyFilter` only the
+hashes it cannot rule out are looked up (a large file: nearly none).
 
 The contacts found are locked FOR NO KEY UPDATE until the caller commits: none is
 deleted under the contact sources and consent records the caller writes for them (what

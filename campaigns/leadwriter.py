@@ -10,14 +10,13 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
 from sqlalchemy import Connection
 
 from campaigns.bulkcopy import copy_rows
-from campaigns.merge import CONFLICT, Merger
+from campaigns.merge import CONFLICT, Merger, Task
 from campaigns.schema import consent_records, contact_sources
 from campaigns.sources.leadreader import LeadReader
 from campaigns.sources.partner import IDENTITY_CONFLICT, Lead
@@ -45,9 +44,6 @@ assert Lead._fields[_LEAD_ID:_EVIDENCE_END] == (
     "lead_id",
     *_CONSENT_COLUMNS[4:11],
 ), "Lead's evidence fields must stay in consent_records' column order"
-
-
-Task = Callable[[], None]
 
 
 class Writer:
