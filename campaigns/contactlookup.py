@@ -45,12 +45,11 @@ _keys = Table(
     Column("kind", Integer, nullable=False),
     Column("key_hash", LargeBinary, nullable=False),
 )
-_CREATE_KEYS = {
-    "postgresql": "CREATE TEMPORARY TABLE IF NOT EXISTS merge_keys "
-    "(kind integer NOT NULL, key_hash bytea NOT NULL) ON COMMIT DROP",
-    "sqlite": "CREATE TEMPORARY TABLE IF NOT EXISTS merge_keys "
-    "(kind INTEGER NOT NULL, key_hash BLOB NOT NULL)",
-}
+# SQLite's lookups join this table (PostgreSQL's take an array parameter).
+_CREATE_KEYS: Final = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS merge_keys "
+    "(kind INTEGER NOT NULL, key_hash BLOB NOT NULL)"
+)
 # A contact's own values, in this order in `BatchContact.v`, in the COPY of new contacts
 # (campaigns.merge) and in what `Merger(values=...)` returns.
 FIELDS: Final = (
@@ -140,7 +139,7 @@ class ContactLookup:
         self.known = known
         self._own: list[tuple[int, int]] = []  # id ranges this import created, sorted
         if conn.dialect.name != "postgresql":
-            conn.execute(text(_CREATE_KEYS[conn.dialect.name]))
+            conn.execute(text(_CREATE_KEYS))
         else:
             # The lookups' cost estimates (a probe per hash, up to tens of thousands)
             # pass jit_above_cost: compiling them took longer than running them.
