@@ -11,8 +11,16 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from campaigns import people
-from campaigns.intake import ALREADY_IMPORTED, IMPORTED, REFUSED, ImportResult, import_lead_file
+from campaigns.intake import (
+    ALREADY_IMPORTED,
+    IMPORTED,
+    REFUSED,
+    ImportResult,
+    import_lead_file,
+    import_leads,
+)
 from campaigns.schema import consent_records, contact_sources, contacts, import_errors, imports
+from campaigns.sources import csvfile
 from campaigns.sources.partner import IDENTITY_CONFLICT, LeadFormat
 from suppression.errors import RowError
 from suppression.identity import phone_identity
@@ -177,6 +185,27 @@ def test_a_person_twice_in_one_file_is_one_contact_and_counted_as_a_duplicate(
     assert (result.accepted, result.new_contacts, result.duplicates, result.merged) == (3, 2, 1, 0)
     assert count(engine, contacts) == 2
     assert count(engine, consent_records) == 3
+
+
+def test_a_person_again_in_a_later_batch_joins_and_fills_the_contact_an_earlier_batch_wrote(
+    engine: Engine, hasher: Hasher, policy_config: PolicyConfig, tmp_path: Path
+) -> None:
+    """Batches of two rows: on PostgreSQL the first batches are written by the writer
+    thread while later ones are read, and a later batch's lookups must see them."""
+    rows = [person(1, Mobil=""), *(person(n) for n in range(2, 8)), person(1)]
+    path = partner_files.write(tmp_path / "a.csv", rows)
+    with engine.begin() as conn:
+        result = import_leads(
+            conn, hasher, policy_config, "partner:a", LeadFormat(), path, csvfile.inspect(path),
+            filename=path.name, now=NOW, batch_size=2,
+        )  # fmt: skip
+    assert (result.accepted, result.new_contacts, result.duplicates) == (8, 7, 1)
+    assert count(engine, contacts) == 7
+    assert count(engine, consent_records) == 8
+    with engine.connect() as conn:
+        found = people.find(conn, hasher, phone_identity(e164(1)))  # filled by the last row
+    assert found.contact is not None and found.contact["email"] == "lead1@example.no"
+    assert len(found.consents) == 2
 
 
 def test_a_row_whose_email_and_phone_belong_to_two_people_is_refused_not_guessed(

@@ -403,6 +403,27 @@ def test_two_imports_filling_one_contact_keep_both_fills(engine: Engine, hasher:
     assert row.phone_hash == hasher.digest("phone", "+4741000001")
 
 
+def test_a_later_batch_looks_up_only_after_the_writes_an_earlier_batch_submitted(
+    engine: Engine, hasher: Hasher
+) -> None:
+    """Writes may be done later (the import's writer thread); `drain` comes before a
+    batch's lookups, so a person again in the next batch joins the contact, filled."""
+    pending: list[Any] = []
+
+    def drain() -> None:
+        while pending:
+            pending.pop(0)()
+
+    with engine.begin() as conn:
+        merger = Merger(conn, hasher.key_id, NOW, submit=pending.append, drain=drain)
+        (first,) = merger.merge([incoming(hasher, 1, None, 1, 1)])
+        assert pending and conn.execute(select(func.count()).select_from(contacts)).scalar() == 0
+        assert merger.merge([incoming(hasher, 1, 1, 1, 1)]) == [first]
+        drain()
+        row = conn.execute(select(contacts.c.id, contacts.c.phone)).one()
+    assert tuple(row) == (first, "+4741000001")
+
+
 def test_an_erasure_waits_for_an_import_joining_the_person_and_erases_what_it_wrote(
     engine: Engine, hasher: Hasher
 ) -> None:
