@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, bindparam, text, update
 
-from campaigns.bulkcopy import copy_rows
+from campaigns.bulkcopy import PreparedCopy
 from campaigns.contactlookup import FIELDS, UPDATE_COLUMNS, BatchContact, ContactLookup, Incoming
 from campaigns.keyfilter import KeyFilter
 from campaigns.schema import contacts
@@ -43,7 +43,7 @@ CONFLICT: Final = "identity_conflict"
 
 _E, _EH, _P, _PT, _PH, _FN, _LN, _ST, _PC, _CI, _NAH = range(len(FIELDS))
 _values = operator.attrgetter(*FIELDS)
-Task = Callable[[], None]
+Task = Callable[[], object]  # a write; what it returns is not used
 _INSERT_COLUMNS: Final = (
     "id",
     *FIELDS[:5],
@@ -229,12 +229,10 @@ class Merger:
             return []
         ids = allocate_ids(self.conn, len(created))
         self._lookup.remember(ids)
-        conn, rows = self.conn, list(self._new_rows(created, ids))
-
-        def write() -> None:
-            copy_rows(conn, contacts, _INSERT_COLUMNS, rows)
-
-        self.submit(write)
+        # Formatted here, sent by the writer thread (`PreparedCopy`).
+        self.submit(
+            PreparedCopy(self.conn, contacts, _INSERT_COLUMNS, self._new_rows(created, ids))
+        )
         return ids
 
     def _new_rows(self, created: list[Any], ids: list[int]) -> Iterator[tuple[Any, ...]]:

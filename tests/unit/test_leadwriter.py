@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -50,3 +51,17 @@ def test_abort_drops_queued_writes_and_swallows_their_errors() -> None:
     writer.abort()  # returns once the thread has stopped
     assert done == []
     writer.close()  # nothing left to raise
+
+
+def test_the_switch_interval_is_short_while_any_writer_runs_and_restored_after() -> None:
+    before = sys.getswitchinterval()
+    first = Writer()
+    short = sys.getswitchinterval()
+    assert short < before and short <= 0.0002 + 1e-9
+    second = Writer()
+    first.close()
+    assert sys.getswitchinterval() == short  # the second one still runs
+    first.close()  # closing twice does not count twice
+    assert sys.getswitchinterval() == short
+    second.abort()
+    assert sys.getswitchinterval() == before
