@@ -67,7 +67,11 @@ _SPACES = re.compile(r"[\s.,]+")
 
 def name_address_key(name: str, address: str, postal_code: str) -> str:
     """Canonical name+address for hashing: Unicode NFKC, case-folded, punctuation-light."""
-    return f"{_norm(name)}|{_norm(address)}|{_norm(postal_code).replace(' ', '')}"
+    if postal_code.isdigit() and postal_code.isascii():
+        postal = postal_code  # what imports give: already its own key
+    else:
+        postal = _norm(postal_code).replace(" ", "")
+    return f"{_norm(name)}|{_norm(address)}|{postal}"
 
 
 def _norm(text: str) -> str:

@@ -6,7 +6,6 @@ codes land in error reports). Naive times are Europe/Oslo wall-clock times.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -63,40 +62,48 @@ def parse_time(text: str, formats: Sequence[str] = ()) -> datetime:
 
 
 _MINUTES = tuple(timedelta(minutes=m) for m in range(60))
-_SECONDS = tuple(timedelta(seconds=s) for s in range(60))
+# The minutes ("33") and the minutes and seconds ("33:07") of the two spellings, read
+# and checked by one dict lookup: a text not in them (no ASCII digits, past 59) is
+# left to parse_time's regular path.
+_MM = {f"{m:02d}": _MINUTES[m] for m in range(60)}
+_MM_SS = {f"{m:02d}:{s:02d}": timedelta(minutes=m, seconds=s) for m in range(60) for s in range(60)}
+_HOURS_KEPT = 1 << 16  # distinct local hours remembered: seven years
+_hours: dict[str, datetime | None] = {}
 
 
 def _by_hour(text: str) -> datetime | None:
     """parse_time of the two spellings partner files write by the million,
     "12.09.2025 14:33" and "2025-09-12T14:33:00", as the UTC time of their local hour
     plus the minutes and seconds; None for any other text (parse_time reads it)."""
-    if len(text) == 16 and text[2] == "." and text[5] == "." and text[10] == " ":
-        if text[13] != ":" or not (mm := text[14:]).isdigit() or not mm.isascii():
+    if len(text) == 16:
+        if text[2] != "." or text[5] != "." or text[10] != " " or text[13] != ":":
             return None
-        hour, ss = _hour_start(text[:13], ":00"), "00"
-    elif len(text) == 19 and text[4] == "-" and text[7] == "-" and text[10] == "T":
-        mm, ss = text[14:16], text[17:]
-        if text[13] != ":" or text[16] != ":" or not (digits := mm + ss).isdigit():
+        offset, zero = _MM.get(text[14:]), ":00"
+    elif len(text) == 19:
+        if text[4] != "-" or text[7] != "-" or text[10] != "T" or text[13] != ":":
             return None
-        if not digits.isascii():
-            return None
-        hour = _hour_start(text[:13], ":00:00")
+        offset, zero = _MM_SS.get(text[14:]), ":00:00"
     else:
         return None
-    minute, second = int(mm), int(ss)
-    if hour is None or minute > 59 or second > 59:
+    if offset is None:
         return None
-    return hour + _MINUTES[minute] + _SECONDS[second]
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _hour_start(hour: str, zero: str) -> datetime | None:
-    """parse_time(hour + zero), the UTC time at minute 0 of a local hour; None if that
-    is no time, or if the hour's UTC offset at minute 59 is another (Oslo changes on
-    whole hours, but the slow path decides any hour that would not)."""
+    head = text[:13]  # the date and hour, in either spelling
     try:
-        start = parse_time(hour + zero, ("\0",))  # a format no text matches: the slow path
-        end = parse_time(hour + zero.replace("00", "59", 1), ("\0",))
+        hour = _hours[head]
+    except KeyError:
+        hour = _hour_start(head, zero)
+        if len(_hours) < _HOURS_KEPT:  # a hostile file cannot grow it without end
+            _hours[head] = hour
+    return None if hour is None else hour + offset
+
+
+def _hour_start(head: str, zero: str) -> datetime | None:
+    """parse_time(head + zero), the UTC time at minute 0 of a local hour; None if that
+    is no time, or if the hour's UTC offset at minute 59 is another (Oslo changes on
+    whole hours, but the regular path decides any hour that would not)."""
+    try:
+        start = parse_time(head + zero, ("\0",))  # a format no text matches: the regular path
+        end = parse_time(head + zero.replace("00", "59", 1), ("\0",))
     except ValueError:
         return None
     return start if end - start == _MINUTES[59] else None

@@ -245,6 +245,11 @@ def test_an_import_never_writes_the_ledger_nor_lifts_a_suppression_all5(
     [
         (b"", "empty_file"),
         (b"\xff\xfe\x00\xd8" + b"\x81" * 10, "not_text"),
+        # Windows-1252 (not UTF-8) up to a byte it leaves undefined, past the first MB
+        (
+            b"Fornavn;Mobil\n" + "Åse;41234567\n".encode("cp1252") * 90_000 + b"\x9d\n",
+            "not_text",
+        ),
         ("Fornavn;Mobil\nÅse;41234567\n".encode(), "missing_column"),
         (b"Mobil;Mobil;Samtykke_tidspunkt\n", "duplicate_column"),
     ],
