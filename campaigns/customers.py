@@ -25,7 +25,13 @@ from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from campaigns.bulkcopy import copy_rows
 from campaigns.hashing import current_digest
-from campaigns.intake import ALREADY_IMPORTED, IMPORTED, REFUSED, ImportResult, already_imported
+from campaigns.importresult import (
+    ALREADY_IMPORTED,
+    IMPORTED,
+    REFUSED,
+    ImportResult,
+    already_imported,
+)
 from campaigns.merge import DUPLICATE, MERGED, NEW, Merger
 from campaigns.schema import contact_sources, customers, import_errors, imports
 from campaigns.sources import csvfile

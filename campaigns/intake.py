@@ -9,23 +9,25 @@ records; it never writes the ledger, so it can never lift a suppression (ALL-5).
 
 from __future__ import annotations
 
-import csv
-import io
 import operator
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, update
 from sqlalchemy.exc import IntegrityError
 
 from campaigns import leadwriter
 from campaigns.bulkcopy import copy_rows
 from campaigns.contactlookup import FIELDS as MERGE_FIELDS
 from campaigns.hashing import current_digest
+from campaigns.importresult import (
+    IMPORTED,
+    REFUSED,
+    ImportResult,
+    already_imported,
+)
 from campaigns.keyfilter import contacts_upper_bound, load_contact_keys
 from campaigns.memory import collector_paused
 from campaigns.merge import DUPLICATE, MERGED, NEW, Merger
@@ -39,53 +41,7 @@ from suppression.policy import PolicyConfig
 
 BATCH = 20_000
 
-# Outcomes of a file: stable strings.
-IMPORTED: Final = "imported"
-ALREADY_IMPORTED: Final = "already_imported"
-REFUSED: Final = "refused"  # the whole file: not text, not CSV, missing columns
-
 Progress = Callable[[int], None]  # bytes read since the last call
-
-
-@dataclass
-class ImportResult:
-    """What one file did; `errors` are the refused rows (and a file-level error as row 0)."""
-
-    source: str
-    filename: str
-    sha256: str
-    status: str
-    import_id: int | None = None
-    rows: int = 0
-    accepted: int = 0
-    refused: int = 0
-    duplicates: int = 0
-    merged: int = 0
-    new_contacts: int = 0
-    errors: list[RowError] = field(default_factory=list)
-    first_filename: str | None = None  # already imported: the name it was first imported under
-
-    @property
-    def by_reason(self) -> dict[str, int]:
-        counts = Counter(e.reason.split(":", 1)[0] for e in self.errors)
-        return dict(sorted(counts.items()))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "file": self.filename,
-            "sha256": self.sha256,
-            "status": self.status,
-            "import_id": self.import_id,
-            "rows": self.rows,
-            "accepted": self.accepted,
-            "refused": self.refused,
-            "duplicates": self.duplicates,
-            "merged": self.merged,
-            "new_contacts": self.new_contacts,
-            "by_reason": self.by_reason,
-            **({"first_filename": self.first_filename} if self.first_filename else {}),
-        }
 
 
 def import_lead_file(
@@ -282,56 +238,3 @@ def import_leads(
 # A Lead's contact values are one slice of it (Merger reads them by name otherwise).
 _CONTACT_VALUES: Final = operator.itemgetter(slice(1, 1 + len(MERGE_FIELDS)))
 assert Lead._fields[1 : 1 + len(MERGE_FIELDS)] == MERGE_FIELDS, "Lead's order is Merger's"
-
-
-def already_imported(
-    conn: Connection, source: str, sha256: str, filename: str
-) -> ImportResult | None:
-    """The earlier import of the same content from the same source, with its row errors."""
-    row = conn.execute(
-        select(imports).where(imports.c.source == source, imports.c.sha256 == sha256)
-    ).first()
-    if row is None:
-        return None
-    m = row._mapping
-    errors = [
-        RowError(int(r.row), r.field, r.reason)
-        for r in conn.execute(
-            select(import_errors.c.row, import_errors.c.field, import_errors.c.reason)
-            .where(import_errors.c.import_id == m["id"])
-            .order_by(import_errors.c.row, import_errors.c.id)
-        )
-    ]
-    return ImportResult(
-        source,
-        filename,
-        sha256,
-        ALREADY_IMPORTED,
-        int(m["id"]),
-        rows=int(m["rows_total"]),
-        accepted=int(m["accepted"]),
-        refused=int(m["refused"]),
-        duplicates=int(m["duplicates"]),
-        merged=int(m["merged"]),
-        errors=errors,
-        first_filename=str(m["filename"]),
-    )
-
-
-REPORT_HEADER: Final = ("row", "field", "reason")
-
-
-def error_report(errors: Iterable[RowError]) -> bytes:
-    """The partner's error report: CSV of row, field, reason; no other data (UTF-8, BOM
-    so that Excel reads it right). Fields are the partner's own headers; one that Excel
-    would run as a formula is quoted with a leading apostrophe."""
-    out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(REPORT_HEADER)
-    for e in errors:
-        writer.writerow((e.row, _cell(e.field), _cell(e.reason)))
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
-
-
-def _cell(text: str) -> str:
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

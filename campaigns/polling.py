@@ -28,7 +28,8 @@ from typing import Any, Final
 
 from sqlalchemy import Engine, delete, insert, select, update
 
-from campaigns.intake import ALREADY_IMPORTED, REFUSED, ImportResult, error_report, import_lead_file
+from campaigns.importresult import ALREADY_IMPORTED, REFUSED, ImportResult, error_report
+from campaigns.intake import import_lead_file
 from campaigns.schema import sftp_observations
 from campaigns.sources.inbox import DONE_SUFFIX, Inbox, InboxError, taken
 from campaigns.sources.local import LocalInbox

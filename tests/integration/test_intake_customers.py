@@ -10,7 +10,8 @@ from sqlalchemy import Engine, func, select
 
 from campaigns import people
 from campaigns.customers import ALARM_SOURCE, NOT_IMPORTED, import_customer_files
-from campaigns.intake import ALREADY_IMPORTED, IMPORTED, REFUSED, import_lead_file
+from campaigns.importresult import ALREADY_IMPORTED, IMPORTED, REFUSED
+from campaigns.intake import import_lead_file
 from campaigns.schema import contacts, customers
 from campaigns.sources.partner import IDENTITY_CONFLICT, LeadFormat
 from suppression.errors import RowError

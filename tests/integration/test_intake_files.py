@@ -11,14 +11,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from campaigns import people
-from campaigns.intake import (
-    ALREADY_IMPORTED,
-    IMPORTED,
-    REFUSED,
-    ImportResult,
-    import_lead_file,
-    import_leads,
-)
+from campaigns.importresult import ALREADY_IMPORTED, IMPORTED, REFUSED, ImportResult
+from campaigns.intake import import_lead_file, import_leads
 from campaigns.schema import consent_records, contact_sources, contacts, import_errors, imports
 from campaigns.sources import csvfile
 from campaigns.sources.partner import IDENTITY_CONFLICT, LeadFormat

@@ -21,7 +21,8 @@ from sqlalchemy.exc import IntegrityError
 
 from campaigns import people
 from campaigns.bulkcopy import copy_rows
-from campaigns.intake import IMPORTED, import_lead_file
+from campaigns.importresult import IMPORTED
+from campaigns.intake import import_lead_file
 from campaigns.keyfilter import load_contact_keys
 from campaigns.merge import Merger
 from campaigns.retention import purge_expired_leads

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
-from campaigns.intake import ALREADY_IMPORTED, IMPORTED, REFUSED, import_lead_file
+from campaigns.importresult import ALREADY_IMPORTED, IMPORTED, REFUSED
+from campaigns.intake import import_lead_file
 from campaigns.schema import consent_records, contact_sources, contacts, import_errors, imports
 from campaigns.sources.partner import LeadFormat
 from suppression.keys import Hasher

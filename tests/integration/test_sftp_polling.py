@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from campaigns.intake import ALREADY_IMPORTED, IMPORTED, import_lead_file
+from campaigns.importresult import ALREADY_IMPORTED, IMPORTED
+from campaigns.intake import import_lead_file
 from campaigns.polling import ARCHIVED, REJECTED, PollResult, poll, poll_partner
 from campaigns.schema import consent_records, contacts, imports, sftp_observations
 from campaigns.sources.partners_config import PartnerConfig, SftpConfig

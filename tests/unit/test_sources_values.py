@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from campaigns.intake import error_report
+from campaigns.importresult import error_report
 from campaigns.sources import values
 from campaigns.sources.csvfile import encoding_name, sniff_delimiter
 from campaigns.sources.inbox import tagged, taken

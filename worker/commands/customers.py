@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from campaigns.customers import import_customer_files
-from campaigns.intake import ALREADY_IMPORTED, REFUSED, ImportResult
+from campaigns.importresult import ALREADY_IMPORTED, REFUSED, ImportResult
 from worker.commands import json_option
 from worker.context import Context
 from worker.output import console, emit_json

@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from campaigns.intake import ALREADY_IMPORTED, REFUSED, ImportResult, error_report, import_lead_file
+from campaigns.importresult import ALREADY_IMPORTED, REFUSED, ImportResult, error_report
+from campaigns.intake import import_lead_file
 from campaigns.retention import mark_notice_sent, notice_due, purge_expired_leads
 from campaigns.sources.partners_config import load_partners, partner
 from worker.commands import json_option
