@@ -206,10 +206,9 @@ def decide_facts(
 ) -> Decision:
     """`decide` over the facts themselves rather than a PersonFacts: a launch decides a
     million people and would spend a tenth of its time building the PersonFacts."""
-    if ledger.entries or recent_contacts >= config.frequency_cap:  # recheck's own tests
-        stopped = recheck(channel, ledger, recent_contacts, config)
-        if stopped is not None:
-            return stopped
+    stopped = recheck(channel, ledger, recent_contacts, config)
+    if stopped is not None:
+        return stopped
     if not has_address:
         return _no(EXCLUDED_NO_ADDRESS, "n/a")
     if channel in ("email", "sms"):
