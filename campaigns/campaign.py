@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, exists, or_, select, update
@@ -152,8 +152,9 @@ def create(
     rate_limit: int | None = None,
     segment_limit: int | None = None,
     batch_size: int = 500,
+    now: datetime,
 ) -> Campaign:
-    """Create a draft campaign; refuses a template that breaks ES-4, ALL-7 or GD-1."""
+    """Create a draft campaign at `now`; refuses a template that breaks ES-4, ALL-7 or GD-1."""
     if channel not in CHANNELS:
         raise CampaignError(f"channel: must be one of {', '.join(CHANNELS)}")
     if not purpose.strip():
@@ -174,7 +175,6 @@ def create(
         from campaigns.sms import check_segments
 
         check_segments(template, segment_limit, organisation_name)
-    now = datetime.now(UTC)
     campaign_id = conn.execute(
         campaigns.insert().values(
             name=name,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -88,10 +88,9 @@ def import_customer_files(
     path: Path,
     alarm_contacts: Path | None = None,
     *,
-    now: datetime | None = None,
+    now: datetime,
 ) -> CustomerImport:
     """Both files in one transaction; a refused file refuses both (nothing is stored)."""
-    now = now or datetime.now(UTC)
     shapes: list[csvfile.Shape] = []
     for p in (path, *([alarm_contacts] if alarm_contacts else [])):
         try:

@@ -55,7 +55,7 @@ def import_lead_file(
     filename: str | None = None,
     encoding: str | None = None,
     delimiter: str | None = None,
-    now: datetime | None = None,
+    now: datetime,
     progress: Progress | None = None,
 ) -> ImportResult:
     """Import one partner file in its own transaction; a refused file is a result, not a raise.
@@ -126,7 +126,7 @@ def import_leads(
     shape: csvfile.Shape,
     *,
     filename: str,
-    now: datetime | None = None,
+    now: datetime,
     progress: Progress | None = None,
     batch_size: int = BATCH,
     screen: bool = True,
@@ -137,7 +137,7 @@ def import_leads(
     and phone hash first (campaigns.keyfilter) and look up only those it holds;
     IntegrityError then may also mean that another transaction added one since.
     """
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = now.astimezone(UTC)
     found = already_imported(conn, source, shape.sha256, filename)
     if found is not None:
         return found

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -217,12 +217,11 @@ def preview(
     hasher: Hasher,
     config: PolicyConfig,
     campaign_id: int,
-    now: datetime | None = None,
+    now: datetime,
 ) -> Summary:
     """Counts by decision and samples per reason; no side effects."""
     camp = campaign_mod.get(conn, campaign_id)
     summary = Summary()
-    now = now or datetime.now(UTC)
     columns = contact_columns(camp.channel) + SAMPLE_COLUMNS
     with _audience_facts(conn, config, camp, now, columns) as (chunks, no_register, _):
         for row, decision in itertools.chain.from_iterable(
@@ -242,12 +241,11 @@ def launch(
     hasher: Hasher,
     config: PolicyConfig,
     campaign_id: int,
-    now: datetime | None = None,
+    now: datetime,
 ) -> Summary:
     """Decide every audience member, store the recipients with their decisions, create
     the batches and mark the campaign running, all in the caller's transaction. The
     caller enqueues the batches after the commit (`batches_to_enqueue`)."""
-    now = now or datetime.now(UTC)
     camp = campaign_mod.get(conn, campaign_id)
     if camp.state != campaign_mod.DRAFT:
         raise campaign_mod.CampaignError(

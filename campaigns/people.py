@@ -214,7 +214,13 @@ def facts(
 
 
 def forget(
-    conn: Connection, hasher: Hasher, ident: Identity, *, actor: str, source: str = "erasure"
+    conn: Connection,
+    hasher: Hasher,
+    ident: Identity,
+    *,
+    now: datetime,
+    actor: str,
+    source: str = "erasure",
 ) -> dict[str, int]:
     """Erasure (GDPR art. 17, ALL-4): clear every plaintext trace, keep the no.
 
@@ -239,7 +245,7 @@ def forget(
             value = person.contact.get(col)
             if value is not None and (bytes(value), kind) not in keyed:
                 keyed.append((bytes(value), kind))
-    now = datetime.now(UTC)
+    now = now.astimezone(UTC)
     rows: list[dict[str, object]] = [
         {
             "key_hash": digest,

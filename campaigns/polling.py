@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -117,7 +117,7 @@ def poll(
     partners: Mapping[str, PartnerConfig],
     partner_name: str | None = None,
     *,
-    now: datetime | None = None,
+    now: datetime,
     opener: InboxOpener = open_inbox,
 ) -> list[PollResult]:
     """Poll one partner (by name) or every partner with an inbox; never raises for one
@@ -137,13 +137,13 @@ def poll_partner(
     policy: PolicyConfig,
     partner: PartnerConfig,
     *,
-    now: datetime | None = None,
+    now: datetime,
     opener: InboxOpener = open_inbox,
 ) -> PollResult:
     result = PollResult(partner.name)
     try:
         with opener(partner) as inbox:
-            _poll(engine, hasher, policy, partner, inbox, now or datetime.now(UTC), result)
+            _poll(engine, hasher, policy, partner, inbox, now, result)
     except InboxError as exc:
         result.error = exc.reason
         log.warning("partner poll failed", extra={"partner": partner.name, "reason": exc.reason})

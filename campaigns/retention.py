@@ -59,12 +59,10 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def notice_due(
-    conn: Connection, now: datetime | None = None, days: int = NOTICE_DAYS
-) -> list[NoticeDue]:
+def notice_due(conn: Connection, now: datetime, days: int = NOTICE_DAYS) -> list[NoticeDue]:
     """GD-1: partner leads never contacted, with a partner import older than `days` that
     no notice has covered yet."""
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = now.astimezone(UTC)
     cutoff = now - timedelta(days=days)
     src = contact_sources
     c = contacts
@@ -118,11 +116,9 @@ def notice_due(
     ]
 
 
-def mark_notice_sent(
-    conn: Connection, contact_ids: Sequence[int], now: datetime | None = None
-) -> int:
+def mark_notice_sent(conn: Connection, contact_ids: Sequence[int], now: datetime) -> int:
     """Record that the written source notice went to these leads; returns how many."""
-    when = (now or datetime.now(UTC)).astimezone(UTC)
+    when = now.astimezone(UTC)
     count = 0
     for chunk in _chunks(list(contact_ids)):
         count += conn.execute(

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, select, update
 
@@ -86,7 +86,7 @@ class Sender:
         channel_for: Callable[[campaign_mod.Campaign], Channel],
         public_url: str,
         *,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime],
         throttle: Throttle | None = None,
         sub_batch: int = SUB_BATCH,
     ) -> None:

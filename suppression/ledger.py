@@ -95,9 +95,7 @@ class LedgerError(OutreachError):
     pass
 
 
-def _utc(moment: datetime | None) -> datetime:
-    if moment is None:
-        return datetime.now(UTC)
+def _utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise LedgerError("ledger times must be timezone-aware")
     return moment.astimezone(UTC)
@@ -125,11 +123,13 @@ class Ledger:
         source: str,
         kind: str = "suppression",
         source_event: str | None = None,
+        now: datetime,
         evidence_ref: str = "",
         occurred_at: datetime | None = None,
         actor: str = "system",
     ) -> bool:
-        """Append one entry; returns False when this source event was recorded before."""
+        """Append one entry recorded at `now` (and occurred then, unless `occurred_at`
+        says when); returns False when this source event was recorded before."""
         if scope not in SCOPES:
             raise LedgerError(f"scope: unknown scope {scope!r}")
         if kind not in KINDS:
@@ -147,8 +147,8 @@ class Ledger:
             "source": source,
             "source_event": source_event or default_event(kind, scope, reason),
             "evidence_ref": evidence_ref,
-            "occurred_at": _utc(occurred_at),
-            "recorded_at": datetime.now(UTC),
+            "occurred_at": _utc(occurred_at or now),
+            "recorded_at": _utc(now),
             "actor": actor,
         }
         return self.add_many([row]) == 1

@@ -11,7 +11,7 @@ register's freshness) are `suppression.basis`. Rule ids are those of
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Final, Literal, NamedTuple
 
@@ -172,7 +172,7 @@ def decide(
     person: PersonFacts,
     register: RegisterFacts,
     config: PolicyConfig,
-    now: datetime | None = None,
+    now: datetime,
 ) -> Decision:
     """Decide one contact. Exclusions are checked first: exclusion wins (ALL-3).
 
@@ -188,7 +188,7 @@ def decide(
         person.has_address,
         register,
         config,
-        now or datetime.now(UTC),
+        now,
     )
 
 

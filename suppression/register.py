@@ -156,7 +156,9 @@ def _parse(text: str, hasher: Hasher, errors: list[RowError]) -> Iterator[_Row]:
             errors.append(RowError(line_no, "telefon", "a row needs a phone or a name and address"))
 
 
-def load_snapshot(conn: Connection, hasher: Hasher, path: Path, snapshot_date: date) -> Snapshot:
+def load_snapshot(
+    conn: Connection, hasher: Hasher, path: Path, snapshot_date: date, *, now: datetime
+) -> Snapshot:
     """Replace the active snapshot with the file's content, atomically (within `conn`'s
     transaction). Raises FileRefused naming the rows when any row is bad."""
     data = path.read_bytes()
@@ -168,7 +170,7 @@ def load_snapshot(conn: Connection, hasher: Hasher, path: Path, snapshot_date: d
             str(path), f"line {undecodable_line(data, exc)}: not UTF-8 or Windows-1252 text"
         ) from None
     errors: list[RowError] = []
-    now = datetime.now(UTC)
+    now = now.astimezone(UTC)
     snapshot_id = conn.execute(
         insert(register_snapshots)
         .values(

@@ -15,7 +15,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final, Literal
 
 from sqlalchemy import Connection, insert, select
@@ -126,6 +126,8 @@ def issue(
     identity_kind: str,
     channel: str,
     campaign_id: int | None = None,
+    *,
+    now: datetime,
 ) -> str:
     token_id = conn.execute(
         insert(unsubscribe_tokens)
@@ -135,7 +137,7 @@ def issue(
             identity_kind=identity_kind,
             channel=channel,
             campaign_id=campaign_id,
-            created_at=datetime.now(UTC),
+            created_at=now,
         )
         .returning(unsubscribe_tokens.c.id)
     ).scalar_one()

@@ -1,4 +1,5 @@
-"""Shared fixtures: a migrated store on SQLite and on PostgreSQL, the hasher, a CLI runner."""
+"""Shared fixtures: the test clock, a migrated store on SQLite and on PostgreSQL, the
+hasher, a CLI runner; and the rule that nothing is skipped in CI."""
 
 from __future__ import annotations
 
@@ -13,12 +14,19 @@ from sqlalchemy import Engine, text
 from suppression.keys import Hasher
 from suppression.policy import PolicyConfig
 from suppression.schema import metadata
+from tests import clock as test_clock
 from tests.services import throwaway_postgres
 from worker import db
 
 SECRET = "test-only-secret-key-0123456789abcdef"
 ORG_NAME = "Trygg Hjem Alarm AS"
 ORG_NUMBER = "999999999"
+
+
+@pytest.fixture
+def clock() -> test_clock.TestClock:
+    """The test clock, at the suite's instant (tests.clock.NOW), fresh for each test."""
+    return test_clock.TestClock()
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +92,8 @@ class Cli:
             "OUTREACH_SECRET_KEY": SECRET,
             "OUTREACH_ORGANISATION_NAME": ORG_NAME,
             "OUTREACH_ORGANISATION_NUMBER": ORG_NUMBER,
+            # The commands' clock starts at the suite's instant, not at the wall clock.
+            "OUTREACH_DEMO_NOW": test_clock.NOW.isoformat(),
         }
 
     def __call__(self, *args: str) -> Result:
@@ -95,3 +105,22 @@ class Cli:
 @pytest.fixture
 def cli(store_url: str) -> Cli:
     return Cli(store_url)
+
+
+def pytest_report_header() -> str:
+    return f"test clock: {test_clock.NOW.isoformat()} (set {test_clock.ENV} to travel)"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With CI=true a skipped test fails the run: a green CI means every test ran."""
+    from tests.services import IN_CI
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter is not None else 0
+    if IN_CI and skipped and exitstatus == pytest.ExitCode.OK:
+        reporter.write_line(
+            f"CI=true and {skipped} test(s) skipped: every test must run in CI "
+            "(install what it needs in .ci/run, or remove the test)",
+            red=True,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -11,6 +11,7 @@ from campaigns.schema import consent_records, contact_sources, contacts, custome
 from suppression.identity import normalise_email, normalise_phone
 from suppression.keys import Hasher
 from suppression.register import name_address_key
+from tests.clock import NOW
 from tests.conftest import ORG_NAME
 
 
@@ -26,9 +27,12 @@ def add_person(
     customer: dict[str, Any] | None = None,
     given_at: datetime | None = None,
     company_named: str = ORG_NAME,
+    now: datetime = NOW,
 ) -> int:
-    """Person number `n`: ola{n}@example.com, +47 4xxxxxxx; returns the contact id."""
-    now = datetime.now(UTC)
+    """Person number `n`: ola{n}@example.com, +47 4xxxxxxx, stored at `now` (the suite's
+    instant) with a consent given ten days before unless `given_at` says; returns the
+    contact id."""
+    now = now.astimezone(UTC)
     address = normalise_email(f"ola{n}@example.com") if email else None
     number = normalise_phone(f"4{n:07d}") if phone else None
     first, last, street, postal = f"Ola{n}", "Nordmann", f"Storgata {n}", f"{n % 10}155"

@@ -15,10 +15,17 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
+from tests.clock import TODAY, at
 from tests.conftest import ORG_NAME
+
+# When the synthetic leads gave their consent: twelve weeks before the suite's instant
+# (well inside ES-5's 180 days), at 14:33 Oslo time, a minute that exists on every day.
+CONSENT_AT: Final = at(TODAY - timedelta(weeks=12), 14, 33)
+CONSENT_TEXT: Final = CONSENT_AT.strftime("%d.%m.%Y %H:%M")  # as the partner writes it
 
 SHAPES: Final = {
     "excel_nb": ("cp1252", ";", "\r\n"),
@@ -57,7 +64,7 @@ def person(n: int, **changes: str) -> dict[str, str]:
         "Adresse": f"Kongens gate {n % 90 + 1}",
         "Postnummer": "0153",
         "Poststed": "Oslo",
-        "Samtykke_tidspunkt": "12.03.2025 14:33",
+        "Samtykke_tidspunkt": CONSENT_TEXT,
         "Kanaler": "e-post, sms",
         "Tekstversjon": "v3",
         "Skjema/URL": "https://example.no/tilbud",

@@ -106,7 +106,7 @@ def poll_partners(partner: str | None = None) -> None:
 
     ctx = context()
     partners = load_partners(ctx.settings.partners_file)
-    for result in poll(ctx.engine, ctx.hasher, ctx.policy, partners, partner):
+    for result in poll(ctx.engine, ctx.hasher, ctx.policy, partners, partner, now=ctx.clock()):
         logs.get("outreach.intake").info("partner polled", result=str(result))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -19,21 +19,20 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from campaigns.reconcile import Reconciled, reconcile
 from worker import actors
 from worker.context import Context
-from worker.services import channel_factory, clock
+from worker.services import channel_factory
 
 log = logging.getLogger("outreach.clock")
 
 RECONCILE_SECONDS = 30  # the default of OUTREACH_RECONCILE_SECONDS
 
 
-def reconcile_job(ctx: Context, now: Callable[[], datetime] | None = None) -> Reconciled:
-    """One reconciliation. `now`: the process's clock, built once (a demo clock built per
-    call would stand still at OUTREACH_DEMO_NOW and never see anything stuck)."""
+def reconcile_job(ctx: Context) -> Reconciled:
+    """One reconciliation, at the process's clock (`ctx.clock`)."""
     actors.configure(ctx)
     s = ctx.settings
     done = reconcile(
         ctx.engine,
-        (now or clock(ctx))(),
+        ctx.clock(),
         actors.enqueue_batch,
         channel_factory(ctx),
         stuck_queued=timedelta(seconds=s.stuck_queued_seconds),
@@ -51,9 +50,8 @@ def reconcile_job(ctx: Context, now: Callable[[], datetime] | None = None) -> Re
 
 def jobs(ctx: Context) -> list[tuple[str, Callable[[], Any], int]]:
     """(name, function, interval in seconds) of every periodic job."""
-    now = clock(ctx)
     found: list[tuple[str, Callable[[], Any], int]] = [
-        ("reconcile", lambda: reconcile_job(ctx, now), ctx.settings.reconcile_seconds)
+        ("reconcile", lambda: reconcile_job(ctx), ctx.settings.reconcile_seconds)
     ]
     found.extend(_optional_jobs(ctx))
     return found

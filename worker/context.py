@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 
 from sqlalchemy import Engine
 
+from suppression.errors import ConfigurationError
 from suppression.keys import Hasher
 from suppression.policy import PolicyConfig
 from worker import db, settings
@@ -31,3 +34,27 @@ class Context:
     @cached_property
     def policy(self) -> PolicyConfig:
         return self.settings.policy()
+
+    @cached_property
+    def clock(self) -> Callable[[], datetime]:
+        """The one clock of this process: the domain takes every `now` from it. Built
+        once, so that a demo clock runs instead of standing still at its start."""
+        return make_clock(self.settings.demo_now)
+
+
+def make_clock(demo_now: str | None) -> Callable[[], datetime]:
+    """The real time, or a clock that starts at OUTREACH_DEMO_NOW and then runs at the
+    real pace (the demo, and tests of whole processes). The only place in the
+    application that reads the wall clock (tests/unit/test_wall_clock.py holds it)."""
+    if not demo_now:
+        return lambda: datetime.now(UTC)  # wall-clock: the composition root's clock
+    try:
+        fixed = datetime.fromisoformat(demo_now)
+    except ValueError:
+        raise ConfigurationError(
+            "OUTREACH_DEMO_NOW", "must be an ISO 8601 time with an offset"
+        ) from None
+    if fixed.tzinfo is None:
+        raise ConfigurationError("OUTREACH_DEMO_NOW", "must carry a UTC offset")
+    started = datetime.now(UTC)  # wall-clock: the demo clock's start
+    return lambda: fixed + (datetime.now(UTC) - started)  # wall-clock: runs at real pace

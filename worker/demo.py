@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from suppression.calendar import OSLO, is_public_holiday
+from worker.context import make_clock
 
 console = Console()
 OUT = Path("demo-output")
@@ -42,7 +43,7 @@ def _secret() -> str:
 def _demo_now() -> datetime:
     """10:00 in Oslo on the latest working day of this month (today if it is one), so that
     calling hours (TP-5), SMS quiet hours (ES-6) and the register's month (TP-2) hold."""
-    today = datetime.now(OSLO).date()
+    today = make_clock(None)().astimezone(OSLO).date()
     day = today
     while day.weekday() >= 5 or is_public_holiday(day):
         day -= timedelta(days=1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from campaigns.campaign import Campaign
@@ -23,23 +22,6 @@ from campaigns.channels.twilio_sms import TwilioSmsChannel, carrier_opt_out_reco
 from campaigns.sending import Sender, Throttle
 from suppression.errors import ConfigurationError
 from worker.context import Context
-
-
-def clock(ctx: Context) -> Callable[[], datetime]:
-    """The time the engine sees: the real time, or the demo's fixed time (OUTREACH_DEMO_NOW)."""
-    if not ctx.settings.demo_now:
-        return lambda: datetime.now(UTC)
-    try:
-        fixed = datetime.fromisoformat(ctx.settings.demo_now)
-    except ValueError:
-        raise ConfigurationError(
-            "OUTREACH_DEMO_NOW", "must be an ISO 8601 time with an offset"
-        ) from None
-    if fixed.tzinfo is None:
-        raise ConfigurationError("OUTREACH_DEMO_NOW", "must carry a UTC offset")
-    started = datetime.now(UTC)
-    # The demo's clock starts at the fixed time and then runs at the real pace.
-    return lambda: fixed + (datetime.now(UTC) - started)
 
 
 def channel_factory(ctx: Context) -> Callable[[Campaign], Channel]:
@@ -79,7 +61,7 @@ def _twilio(ctx: Context, lookup: RecipientLookup) -> TwilioSmsChannel:
         f"{s.public_url}/webhooks/twilio/status",
         base_url=s.twilio_base_url,
         timeout=s.twilio_timeout,
-        on_opt_out=carrier_opt_out_recorder(ctx.engine, ctx.hasher),
+        on_opt_out=carrier_opt_out_recorder(ctx.engine, ctx.hasher, ctx.clock),
         lookup=lookup,
     )
 
@@ -104,7 +86,9 @@ def _mailchimp(
         max_connections=s.mailchimp_max_connections,
         campaign=EmailCampaign.of(campaign, s.organisation_name, s.organisation_number),
         lookup=lookup,
-        on_members_gone=member_status_recorder(ctx.engine, ctx.hasher, s.mailchimp_list_id),
+        on_members_gone=member_status_recorder(
+            ctx.engine, ctx.hasher, s.mailchimp_list_id, ctx.clock
+        ),
         gate=gate,
     )
 
@@ -145,6 +129,6 @@ def sender(ctx: Context, throttle: Throttle | None = None) -> Sender:
         ctx.policy,
         channel_factory(ctx),
         ctx.settings.public_url,
-        now=clock(ctx),
+        now=ctx.clock,
         throttle=throttle,
     )

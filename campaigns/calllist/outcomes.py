@@ -142,7 +142,7 @@ def import_outcomes(engine: Engine, hasher: Hasher, path: Path, now: datetime) -
             )
             when = now
         parsed.append((line, ref, int(match[1]), outcome, when))
-    entries = _ledger_rows(engine, hasher, parsed, result)
+    entries = _ledger_rows(engine, hasher, parsed, result, now)
     if entries:
         with engine.begin() as conn:
             ledger = Ledger(conn, hasher)
@@ -159,6 +159,7 @@ def _ledger_rows(
     hasher: Hasher,
     parsed: list[tuple[int, str, int, str, datetime]],
     result: OutcomeImport,
+    now: datetime,
 ) -> list[list[dict[str, object]]]:
     """Find each row's recipient; an outcome that is a no becomes ledger rows: on the
     phone for a reservation or a wrong number, on every identity of the person for an
@@ -185,7 +186,7 @@ def _ledger_rows(
                         keys.append((bytes(digest), r.key_id, kind))
                 people[cid][int(r.id)] = keys
     index = {reference(hasher, cid, rid): rid for cid, found in people.items() for rid in found}
-    recorded_at = datetime.now(UTC)
+    recorded_at = now.astimezone(UTC)
     entries: list[list[dict[str, object]]] = []
     for line, ref, cid, outcome, when in parsed:
         rid = index.get(ref)

@@ -18,9 +18,9 @@ import hashlib
 import imaplib
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import EmailMessage, Message
 from email.utils import getaddresses
 from html.parser import HTMLParser
@@ -180,9 +180,9 @@ def _is_automatic(msg: Message, address: str) -> bool:
     return precedence == "auto_reply" or bool(_AUTOMATIC_SENDERS.match(address))
 
 
-def parse_mail(raw: bytes, received_at: datetime | None = None) -> OptOutEvent:
+def parse_mail(raw: bytes, received_at: datetime) -> OptOutEvent:
     """The event of one mail in the mailbox."""
-    now = received_at or datetime.now(UTC)
+    now = received_at
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     message_id = _header(msg, "Message-ID").strip()[:300]
     ident = event_id(PROVIDER, message_id or hashlib.sha256(raw).hexdigest())
@@ -307,8 +307,8 @@ def check(
     hasher: Hasher,
     config: MailboxConfig,
     *,
+    now: Callable[[], datetime],
     limit: int = 500,
-    now: datetime | None = None,
 ) -> MailboxReport:
     """Read up to `limit` mails of the folder, record each, move it to the done folder."""
     report = MailboxReport()
@@ -325,9 +325,10 @@ def check(
             if raw is None:
                 continue
             report.read += 1
-            event = parse_mail(raw, now)
+            received_at = now()
+            event = parse_mail(raw, received_at)
             with engine.begin() as conn:
-                (outcome,) = record(conn, hasher, [event], actor="mailbox")
+                (outcome,) = record(conn, hasher, [event], now=received_at, actor="mailbox")
             report.outcomes[outcome.outcome] += 1
             report.names[event.name] += 1
             move(imap, uid, done)  # only after the commit: a crash here re-reads the mail

@@ -73,9 +73,9 @@ def _fired_at(raw: str, default: datetime) -> datetime:
         return default
 
 
-def parse(request: WebhookRequest, received_at: datetime | None = None) -> list[Event]:
+def parse(request: WebhookRequest, received_at: datetime) -> list[Event]:
     """The event of one Mailchimp webhook POST; an empty list for a body that is not one."""
-    now = received_at or datetime.now(UTC)
+    now = received_at
     kind = request.get("type").strip().lower()
     if not kind:
         return []

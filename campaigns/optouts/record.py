@@ -60,22 +60,34 @@ def insert_ignoring_duplicates(conn: Connection, table: Table, columns: list[str
 
 
 def record(
-    conn: Connection, hasher: Hasher, events: Iterable[Event], *, actor: str = "system"
+    conn: Connection,
+    hasher: Hasher,
+    events: Iterable[Event],
+    *,
+    now: datetime,
+    actor: str = "system",
 ) -> list[Outcome]:
-    """Record each event; the caller commits."""
+    """Record each event, received at `now`; the caller commits."""
     return [
-        _delivery(conn, e) if isinstance(e, DeliveryEvent) else _opt_out(conn, hasher, e, actor)
+        _delivery(conn, e)
+        if isinstance(e, DeliveryEvent)
+        else _opt_out(conn, hasher, e, actor, now.astimezone(UTC))
         for e in events
     ]
 
 
 def receive(
-    engine: Engine, hasher: Hasher, events: Iterable[Event], *, actor: str = "system"
+    engine: Engine,
+    hasher: Hasher,
+    events: Iterable[Event],
+    *,
+    now: datetime,
+    actor: str = "system",
 ) -> list[Outcome]:
     """Record events in one transaction and commit before returning: a provider is told
     "received" only once its events are stored."""
     with engine.begin() as conn:
-        return record(conn, hasher, events, actor=actor)
+        return record(conn, hasher, events, now=now, actor=actor)
 
 
 def _delivery(conn: Connection, event: DeliveryEvent) -> Outcome:
@@ -96,7 +108,9 @@ def _delivery(conn: Connection, event: DeliveryEvent) -> Outcome:
     return Outcome(event, DELIVERY_RECORDED, result.first() is not None)
 
 
-def _opt_out(conn: Connection, hasher: Hasher, event: OptOutEvent, actor: str) -> Outcome:
+def _opt_out(
+    conn: Connection, hasher: Hasher, event: OptOutEvent, actor: str, now: datetime
+) -> Outcome:
     ledger = Ledger(conn, hasher)
     key = hasher.hash(event.identity) if event.identity is not None else None
     kind = event.identity.kind if event.identity is not None else None
@@ -118,6 +132,7 @@ def _opt_out(conn: Connection, hasher: Hasher, event: OptOutEvent, actor: str) -
             source_event=event.event_id,
             evidence_ref=event.evidence_ref,
             occurred_at=event.occurred_at,
+            now=now,
             actor=actor,
         )
         outcome = SUPPRESSED
@@ -134,7 +149,7 @@ def _opt_out(conn: Connection, hasher: Hasher, event: OptOutEvent, actor: str) -
             )
             outcome = ERASURE_QUEUED
     elif event.action == ADDRESS_CHANGE:
-        _follow_address(conn, hasher, event, actor)
+        _follow_address(conn, hasher, event, actor, now)
         outcome = ADDRESS_MOVED
     elif event.action == REVIEW:
         review.add(
@@ -153,11 +168,13 @@ def _opt_out(conn: Connection, hasher: Hasher, event: OptOutEvent, actor: str) -
     # A provider's retry finds its inbound event row: that, not the ledger's row count,
     # says whether this event is new (see entries.add_once). Every write above is
     # idempotent, so a retry changes nothing either way.
-    inserted = _inbound(conn, event, key, outcome)
+    inserted = _inbound(conn, event, key, outcome, now)
     return Outcome(event, outcome if inserted else ALREADY_RECORDED, inserted)
 
 
-def _follow_address(conn: Connection, hasher: Hasher, event: OptOutEvent, actor: str) -> int:
+def _follow_address(
+    conn: Connection, hasher: Hasher, event: OptOutEvent, actor: str, now: datetime
+) -> int:
     """An address change: every entry that blocks the old address now blocks the new one
     too, with the event as its source (ALL-5: a new address is no way around a no)."""
     if event.identity is None or event.new_identity is None:
@@ -166,7 +183,6 @@ def _follow_address(conn: Connection, hasher: Hasher, event: OptOutEvent, actor:
     old = ledger.status(event.identity.kind, event.identity.value)
     blocking = {e.id: e for scope in CHANNEL_SCOPES for e in old.blocking(scope)}
     new_key = hasher.hash(event.new_identity)
-    now = datetime.now(UTC)
     rows: list[dict[str, object]] = [
         {
             "key_hash": new_key.digest,
@@ -187,7 +203,9 @@ def _follow_address(conn: Connection, hasher: Hasher, event: OptOutEvent, actor:
     return ledger.add_many(rows)
 
 
-def _inbound(conn: Connection, event: OptOutEvent, key: KeyedHash | None, outcome: str) -> bool:
+def _inbound(
+    conn: Connection, event: OptOutEvent, key: KeyedHash | None, outcome: str, now: datetime
+) -> bool:
     stmt = insert_ignoring_duplicates(conn, inbound_events, ["provider", "provider_event_id"])
     result = conn.execute(
         stmt,
@@ -201,7 +219,7 @@ def _inbound(conn: Connection, event: OptOutEvent, key: KeyedHash | None, outcom
             "key_id": key.key_id if key else None,
             "identity_kind": event.identity.kind if event.identity else None,
             "occurred_at": event.occurred_at,
-            "received_at": datetime.now(UTC),
+            "received_at": now,
             "raw": to_json(event.stored),
         },
     )

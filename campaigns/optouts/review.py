@@ -75,7 +75,7 @@ def add(
     key: KeyedHash | None,
     identity_kind: str | None,
     text: str,
-    created_at: datetime | None = None,
+    created_at: datetime,
 ) -> bool:
     """Queue one item; False when this event was queued before."""
     table = review_items
@@ -93,7 +93,7 @@ def add(
             "key_id": key.key_id if key else None,
             "identity_kind": identity_kind,
             "text": storable(text)[:TEXT_LIMIT],
-            "created_at": created_at or datetime.now(UTC),
+            "created_at": created_at,
         },
     )
     return result.first() is not None
@@ -173,7 +173,7 @@ def resolve(
             occurred_at=item.created_at,
             actor=actor,
         )
-    moment = now or datetime.now(UTC)
+    moment = now
     values: dict[str, object] = {
         "resolved_at": moment,
         "resolution": resolution,

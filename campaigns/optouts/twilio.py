@@ -9,7 +9,7 @@ stays in this module.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
 from twilio.request_validator import (
@@ -117,10 +117,10 @@ def _message_id(request: WebhookRequest) -> str:
     ).strip()[:80]
 
 
-def parse_inbound(request: WebhookRequest, received_at: datetime | None = None) -> list[Event]:
+def parse_inbound(request: WebhookRequest, received_at: datetime) -> list[Event]:
     """An inbound SMS: a keyword opt-out (SM-1), a recorded START/HELP (ALL-5), a text
     that looks like a no (review queue), or a text we only record."""
-    now = received_at or datetime.now(UTC)
+    now = received_at
     sid = _message_id(request)
     if not sid:
         return []
@@ -149,10 +149,10 @@ def parse_inbound(request: WebhookRequest, received_at: datetime | None = None) 
     ]
 
 
-def parse_status(request: WebhookRequest, received_at: datetime | None = None) -> list[Event]:
+def parse_status(request: WebhookRequest, received_at: datetime) -> list[Event]:
     """A status callback: the delivery state, and for error 21610 an SMS suppression of
     the recipient (SM-2). A message id we never sent is still recorded."""
-    now = received_at or datetime.now(UTC)
+    now = received_at
     sid = _message_id(request)
     status = (request.get("MessageStatus") or request.get("SmsStatus")).strip()[:40]
     if not sid or not status:

@@ -133,7 +133,7 @@ def unsubscribe(
     choice: str,
     channels: Iterable[str] = (),
     *,
-    occurred_at: datetime | None = None,
+    now: datetime,
 ) -> list[str]:
     """Write the choice's ledger entries; returns the scopes stopped. The source event is
     the token and the scope, so a repeated click (or one-click POST) changes nothing."""
@@ -149,7 +149,7 @@ def unsubscribe(
             source=SOURCE,
             source_event=f"{target.ref}:{scope}",
             evidence_ref=target.ref,
-            occurred_at=occurred_at,
+            now=now,
             actor="recipient",
         )
         scopes.append(scope)
@@ -175,12 +175,18 @@ def view(engine: Engine, hasher: Hasher, token: str) -> PageView | None:
 
 
 def submit(
-    engine: Engine, hasher: Hasher, token: str, choice: str, channels: Iterable[str] = ()
+    engine: Engine,
+    hasher: Hasher,
+    token: str,
+    choice: str,
+    channels: Iterable[str],
+    now: datetime,
 ) -> list[str] | None:
-    """Record a choice and commit; None for a token that is not ours. Returns only after
-    the commit, so an answer built on it never claims a no that was not stored."""
+    """Record a choice made at `now` and commit; None for a token that is not ours.
+    Returns only after the commit, so an answer built on it never claims a no that was
+    not stored."""
     with engine.begin() as conn:
         target = find(conn, hasher, token)
         if target is None:
             return None
-        return unsubscribe(conn, hasher, target, choice, channels)
+        return unsubscribe(conn, hasher, target, choice, channels, now=now)

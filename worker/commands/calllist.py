@@ -30,10 +30,9 @@ def export(campaign_id: int, out: Path, as_json: bool) -> None:
     of this month and at most 30 days old (TP-2) or with a hidden or mobile caller id
     (TP-6); leaves out anyone who said no since launch (ALL-6, TP-7)."""
     ctx = Context.load()
-    from worker.services import clock
 
     result = calllist_mod.build_export(
-        ctx.engine, ctx.hasher, ctx.policy, campaign_id, ctx.settings.public_url, clock(ctx)()
+        ctx.engine, ctx.hasher, ctx.policy, campaign_id, ctx.settings.public_url, ctx.clock()
     )
     calllist_mod.write_csv(result, out)
     if as_json:
@@ -55,9 +54,8 @@ def outcomes(file: Path, as_json: bool) -> None:
     ledger when this returns (TP-7); importing the same file again changes nothing. Bad
     rows are listed by row, field and reason (exit 1); good rows are kept."""
     ctx = Context.load()
-    from worker.services import clock
 
-    result = calllist_mod.import_outcomes(ctx.engine, ctx.hasher, file, clock(ctx)())
+    result = calllist_mod.import_outcomes(ctx.engine, ctx.hasher, file, ctx.clock())
     if as_json:
         emit_json(result.as_dict())
     else:

@@ -135,6 +135,7 @@ def create(
             sender=sender,
             rate_limit=rate_limit,
             segment_limit=segment_limit,
+            now=ctx.clock(),
             batch_size=batch_size,
         )
     if as_json:
@@ -168,10 +169,9 @@ def _print_summary(title: str, summary: launch_mod.Summary) -> None:
 def preview(campaign_id: int, as_json: bool) -> None:
     """Who would be contacted and who excluded, by reason and rule. Changes nothing."""
     ctx = Context.load()
-    from worker.services import clock
 
     with ctx.engine.connect() as conn:
-        summary = launch_mod.preview(conn, ctx.hasher, ctx.policy, campaign_id, now=clock(ctx)())
+        summary = launch_mod.preview(conn, ctx.hasher, ctx.policy, campaign_id, now=ctx.clock())
         conn.rollback()
     if as_json:
         emit_json(summary.as_dict())
@@ -186,10 +186,9 @@ def preview(campaign_id: int, as_json: bool) -> None:
 def launch(campaign_id: int, wait: bool, as_json: bool) -> None:
     """Decide every audience member, store the recipients and enqueue the batches."""
     ctx = Context.load()
-    from worker.services import clock
 
     with ctx.engine.begin() as conn:
-        summary = launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=clock(ctx)())
+        summary = launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=ctx.clock())
     enqueued = _enqueue(ctx, campaign_id)
     if not as_json:
         _print_summary(f"campaign {campaign_id} launched", summary)
@@ -237,14 +236,12 @@ def cancel(campaign_id: int) -> None:
     ctx = Context.load()
     with ctx.engine.begin() as conn:
         camp = campaign_mod.move(conn, campaign_id, campaign_mod.CANCELLED)
-        from datetime import UTC, datetime
-
         from campaigns.campaign_schema import CANCELLED, recipients
 
         conn.execute(
             update(recipients)
             .where(recipients.c.campaign_id == campaign_id, recipients.c.state == QUEUED)
-            .values(state=CANCELLED, updated_at=datetime.now(UTC))
+            .values(state=CANCELLED, updated_at=ctx.clock())
         )
         conn.execute(
             update(batches)

@@ -36,7 +36,7 @@ def import_(file: Path, alarm_contacts: Path | None, as_json: bool) -> None:
     Column headers: see campaigns/sources/crm.py.
     """
     ctx = Context.load()
-    outcome = import_customer_files(ctx.engine, ctx.hasher, file, alarm_contacts)
+    outcome = import_customer_files(ctx.engine, ctx.hasher, file, alarm_contacts, now=ctx.clock())
     results = [outcome.customers, *([outcome.alarm_contacts] if outcome.alarm_contacts else [])]
     if as_json:
         payload = outcome.as_dict()

@@ -20,7 +20,7 @@ def forget(email: str | None, phone: str | None, actor: str, as_json: bool) -> N
     ident = identity_from(email, phone)
     ctx = Context.load()
     with ctx.engine.begin() as conn:
-        counts = people.forget(conn, ctx.hasher, ident, actor=actor)
+        counts = people.forget(conn, ctx.hasher, ident, now=ctx.clock(), actor=actor)
     if as_json:
         emit_json(counts)
     else:
@@ -53,9 +53,11 @@ def explain(
         decisions: dict[str, Any] = {}
         ledger_entries: list[dict[str, Any]] = []
         register_info: dict[str, Any] = {}
+        now = ctx.clock()
         for channel in CHANNELS:
             facts, register = people.facts(conn, ctx.hasher, person, channel)
-            decisions[channel] = decide(channel, purpose, facts, register, ctx.policy).as_dict()
+            decided = decide(channel, purpose, facts, register, ctx.policy, now)
+            decisions[channel] = decided.as_dict()
             ledger_entries = [
                 {
                     "id": e.id,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -63,6 +62,7 @@ def import_(file: Path, partner_name: str, report: Path | None, as_json: bool) -
             file,
             encoding=config.encoding,
             delimiter=config.delimiter,
+            now=ctx.clock(),
             progress=advance if progress is not None else None,
         )
 
@@ -127,7 +127,7 @@ def notice_due_(days: int, mark_sent: bool, as_json: bool) -> None:
     """GD-1: partner leads not contacted within DAYS of import, who need a written notice
     of where we got their data."""
     ctx = Context.load()
-    now = datetime.now(UTC)
+    now = ctx.clock()
     with ctx.engine.begin() as conn:
         due = notice_due(conn, now, days)
         marked = mark_notice_sent(conn, [d.contact_id for d in due], now) if mark_sent else 0
@@ -162,7 +162,7 @@ def purge(retention_days: int | None, as_json: bool) -> None:
     ctx = Context.load()
     days = retention_days or ctx.settings.lead_retention_days
     with ctx.engine.begin() as conn:
-        purged = purge_expired_leads(conn, datetime.now(UTC), days)
+        purged = purge_expired_leads(conn, ctx.clock(), days)
     if as_json:
         emit_json({"retention_days": days, **purged.as_dict()})
     else:

@@ -55,7 +55,7 @@ def poll_(partner_name: str | None, as_json: bool) -> None:
     """
     ctx = Context.load()
     found = load_partners(ctx.settings.partners_file)
-    results = poll(ctx.engine, ctx.hasher, ctx.policy, found, partner_name)
+    results = poll(ctx.engine, ctx.hasher, ctx.policy, found, partner_name, now=ctx.clock())
     if as_json:
         emit_json([r.as_dict() for r in results])
     else:

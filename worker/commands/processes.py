@@ -55,16 +55,14 @@ def worker(processes: int | None, threads: int | None) -> None:
 
     from worker import actors
     from worker.clock import reconcile_job
-    from worker.services import clock as make_clock
 
     actors.configure(ctx)
-    now = make_clock(ctx)  # once: a demo clock built per call would stand still
     w = dramatiq.Worker(actors.broker, worker_threads=t, worker_timeout=100)
     w.start()
     console.print("embedded worker running (no REDIS_URL); Ctrl-C to stop")
     try:
         while True:
-            reconcile_job(ctx, now)
+            reconcile_job(ctx)
             time.sleep(5)
     except KeyboardInterrupt:
         pass

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -31,7 +31,7 @@ def load(file: Path, snapshot_date: datetime, as_json: bool) -> None:
     """Replace the register snapshot with FILE, atomically; a bad file replaces nothing."""
     ctx = Context.load()
     with ctx.engine.begin() as conn:
-        snap = load_snapshot(conn, ctx.hasher, file, snapshot_date.date())
+        snap = load_snapshot(conn, ctx.hasher, file, snapshot_date.date(), now=ctx.clock())
     payload = {
         "snapshot_date": snap.snapshot_date,
         "sha256": snap.sha256,
@@ -62,7 +62,7 @@ def status(as_json: bool) -> None:
     if snap is None:
         console.print("no register snapshot loaded")
     else:
-        age = (date.today() - snap.loaded_at.date()).days
+        age = (ctx.clock().date() - snap.loaded_at.date()).days
         console.print(
             f"snapshot {snap.snapshot_date}, loaded {age} days ago, {snap.row_count} keys, sha256 {snap.sha256}"
         )

@@ -42,7 +42,7 @@ def check_mailbox(ctx: Context) -> MailboxReport | None:
     config = mailbox_config(ctx)
     if config is None:
         return None
-    return mailbox.check(ctx.engine, ctx.hasher, config)
+    return mailbox.check(ctx.engine, ctx.hasher, config, now=ctx.clock)
 
 
 @click.group("review")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -55,6 +54,7 @@ def add(
             reason=reason,
             source=source,
             evidence_ref=evidence,
+            now=ctx.clock(),
             actor=actor,
         )
     if as_json:
@@ -88,7 +88,7 @@ def import_(
     ctx = Context.load()
     source_name = source or f"import:{file.name}"
     rows: list[dict[str, object]] = []
-    now = datetime.now(UTC)
+    now = ctx.clock()
     for item in items:
         key = ctx.hasher.hash(item.identity)
         rows.append(

@@ -103,7 +103,9 @@ async def unsubscribe_post(request: Request, token: str) -> HTMLResponse:
     else:
         choice = ""
     try:
-        scopes = await run_in_threadpool(web.db, unsubscribe.submit, token, choice, channels)
+        scopes = await run_in_threadpool(
+            web.db, unsubscribe.submit, token, choice, channels, web.ctx.clock()
+        )
     except ChoiceError:
         page = await run_in_threadpool(web.db, unsubscribe.view, token)
         if page is None:

@@ -8,10 +8,12 @@ from datetime import datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from campaigns.optouts import mailchimp, record, twilio
 from campaigns.optouts.events import Event, WebhookRejected, WebhookRequest
+from suppression.keys import Hasher
 from worker.web.app import language_of, web_of
 
 log = logging.getLogger(__name__)
@@ -53,12 +55,17 @@ async def _webhook_request(request: Request) -> WebhookRequest:
 
 async def _receive(
     request: Request,
-    events_of: Callable[[WebhookRequest, datetime | None], list[Event]],
+    events_of: Callable[[WebhookRequest, datetime], list[Event]],
     hook: WebhookRequest,
 ) -> None:
     web = web_of(request)
-    events = events_of(hook, None)
-    await run_in_threadpool(web.db, record.receive, events)
+    now = web.ctx.clock()
+    events = events_of(hook, now)
+
+    def receive(engine: Engine, hasher: Hasher) -> None:
+        record.receive(engine, hasher, events, now=now)
+
+    await run_in_threadpool(web.db, receive)
 
 
 def _twiml() -> Response:

@@ -5,7 +5,7 @@ idempotent, so whichever comes first wins and the other adds nothing)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
 from sqlalchemy import Engine
@@ -22,12 +22,14 @@ REASONS: Final[dict[str, str]] = {"unsubscribed": UNSUBSCRIBE, "cleaned": HARD_B
 GoneCallback = Callable[[Sequence[tuple[str, str]]], None]
 
 
-def member_status_recorder(engine: Engine, hasher: Hasher, list_id: str) -> GoneCallback:
+def member_status_recorder(
+    engine: Engine, hasher: Hasher, list_id: str, now: Callable[[], datetime]
+) -> GoneCallback:
     """`on_members_gone` for `MailchimpChannel`: [(address, status)] -> ledger entries,
     committed before it returns; one entry per address, audience and status."""
 
     def record(members: Sequence[tuple[str, str]]) -> None:
-        now = datetime.now(UTC)
+        recorded_at = now()
         rows: list[dict[str, object]] = []
         for address, status in members:
             reason = REASONS.get(status)
@@ -49,8 +51,8 @@ def member_status_recorder(engine: Engine, hasher: Hasher, list_id: str) -> Gone
                     "source": SOURCE,
                     "source_event": f"audience:{list_id}:{status}",
                     "evidence_ref": f"mailchimp:{list_id}: member {status} at sync",
-                    "occurred_at": now,
-                    "recorded_at": now,
+                    "occurred_at": recorded_at,
+                    "recorded_at": recorded_at,
                     "actor": "system",
                 }
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Final
 
 from sqlalchemy import Engine
@@ -14,7 +15,9 @@ from suppression.ledger import CARRIER_OPT_OUT, Ledger
 SOURCE: Final = "twilio"
 
 
-def carrier_opt_out_recorder(engine: Engine, hasher: Hasher) -> Callable[[str], None]:
+def carrier_opt_out_recorder(
+    engine: Engine, hasher: Hasher, now: Callable[[], datetime]
+) -> Callable[[str], None]:
     """`on_opt_out` for `TwilioSmsChannel`: one ledger entry per number, committed before
     it returns. The source event is the code and the number's hash, so a second 21610
     for the same number (another campaign, a retry) adds nothing."""
@@ -31,6 +34,7 @@ def carrier_opt_out_recorder(engine: Engine, hasher: Hasher) -> Callable[[str], 
                 source=SOURCE,
                 source_event=f"21610:{key.digest.hex()[:32]}",
                 evidence_ref="twilio: error 21610 answered to a message create",
+                now=now(),
             )
 
     return record
