@@ -90,9 +90,11 @@ class _Finder(ast.NodeVisitor):
             cls = self._class_of(node.value)
             if cls is not None and node.attr in _CLASS_READS[cls]:
                 return f"{cls}.{node.attr}()"
-            if isinstance(node.value, ast.Name) and self.modules.get(node.value.id) == "time":
-                if node.attr in _TIME_READS or (node.attr in _TIME_READS_WITHOUT_ARGS and bare):
-                    return f"time.{node.attr}()"
+            is_time = isinstance(node.value, ast.Name) and self.modules.get(node.value.id) == "time"
+            if is_time and (
+                node.attr in _TIME_READS or (node.attr in _TIME_READS_WITHOUT_ARGS and bare)
+            ):
+                return f"time.{node.attr}()"
         if isinstance(node, ast.Name) and node.id in self.functions:
             name = self.functions[node.id]
             if name in _TIME_READS or bare:
