@@ -28,10 +28,30 @@ from sqlalchemy import Connection, Engine, text
 
 from campaigns.schema import consent_records, contact_sources, contacts, customers
 from suppression.bulk import insert_rows
+from suppression.calendar import OSLO, is_public_holiday
 from suppression.keys import Hasher
 from suppression.register import name_address_key
 from suppression.schema import ledger_entries, register_entries, register_snapshots
 from worker.broker import SEND_QUEUE, make_broker
+from worker.context import make_clock
+
+
+def _working_morning() -> datetime:
+    """10:00 Oslo on the latest working day up to today, in this month where there is one:
+    the one instant every benchmark launches, sends and dates its data at, so that calling
+    hours (TP-5), quiet hours (ES-6) and the register's month (TP-2) hold on any day."""
+    today = make_clock(None)().astimezone(OSLO).date()
+    day = today
+    while day.weekday() >= 5 or is_public_holiday(day):
+        day -= timedelta(days=1)
+    if day.month != today.month:
+        day = today
+        while day.weekday() >= 5 or is_public_holiday(day):
+            day += timedelta(days=1)
+    return datetime(day.year, day.month, day.day, 10, 0, tzinfo=OSLO).astimezone(UTC)
+
+
+NOW = _working_morning()
 
 SECRET = "benchmark-only-secret-key-0123456789"
 ORG_NAME = "Trygg Hjem Alarm AS"
@@ -68,7 +88,7 @@ class People:
 
     count: int
     hasher: Hasher
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    now: datetime = NOW
 
     def _pool(self) -> list[tuple[str, str, str, str, str]]:
         fake = Faker("no_NO")  # Faker's Norwegian (bokmål) locale; it has no "nb_NO"
@@ -201,7 +221,7 @@ def ledger_rows(
     unsubscribes mostly, some objections, SMS and phone opt-outs, a few alarm contacts);
     the rest are identities we do not hold (random digests)."""
     rng = random.Random(seed)
-    now = datetime.now(UTC)
+    now = NOW
     hits = rng.sample(range(people), int(people * hit_share))
     kinds = (
         ("email", "email", "unsubscribe", 60),
@@ -246,7 +266,7 @@ def insert_register(
     `listed_share` of the people's phone numbers reserved against calls, the rest
     numbers and name+address keys of people we do not hold."""
     rng = random.Random(seed)
-    now = datetime.now(UTC)
+    now = NOW
     snapshot_id = conn.execute(
         register_snapshots.insert()
         .values(

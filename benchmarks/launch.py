@@ -39,7 +39,6 @@ import random
 import sys
 import time
 import tracemalloc
-from datetime import UTC, datetime
 from typing import Any
 
 TEMPLATES = {
@@ -84,13 +83,13 @@ def _history(url: str, campaigns: int, days_ago: int, out: Any) -> None:
 
     engine = db.engine_for(url)
     timer = common.Timer()
-    when = datetime.now(UTC) - timedelta(days=days_ago)
+    when = common.NOW - timedelta(days=days_ago)
     for n in range(campaigns):
         with engine.begin() as conn:
             camp = campaign_mod.create(
                 conn, name=f"Earlier {n + 1}", channel="email", purpose="alarm",
                 template_text=common.EMAIL_TEMPLATE, organisation_name=common.ORG_NAME,
-                sender=campaign_mod.Sender(from_name=common.ORG_NAME),
+                sender=campaign_mod.Sender(from_name=common.ORG_NAME), now=when,
             )  # fmt: skip
             conn.execute(
                 text(
@@ -133,6 +132,7 @@ def _launch(url: str, channel: str, trace: bool, out: Any) -> None:
             conn, name=f"Benchmark ({channel})", channel=channel, purpose="alarm",
             template_text=template, organisation_name=common.ORG_NAME,
             sender=campaign_mod.Sender(from_name=common.ORG_NAME, caller_id="22334455"),
+            now=common.NOW,
         )  # fmt: skip
     rss_before = common.rss_mb()
     if trace:
@@ -140,7 +140,7 @@ def _launch(url: str, channel: str, trace: bool, out: Any) -> None:
     started = time.perf_counter()
     cpu = time.process_time()
     with engine.begin() as conn:
-        summary = launch_mod.launch(conn, hasher, policy, camp.id)
+        summary = launch_mod.launch(conn, hasher, policy, camp.id, now=common.NOW)
     decided = time.perf_counter() - started
     cpu = time.process_time() - cpu
     with engine.connect() as conn:
@@ -197,7 +197,7 @@ def _naive(url: str, channel: str, campaign_id: int, sample: int, out: Any) -> N
         ).all()  # fmt: skip
         rows = random.Random(5).sample(launched, min(sample, len(launched)))
         del launched
-        now = datetime.now(UTC)
+        now = common.NOW
         mismatches = []
         started = time.perf_counter()
         naive = []

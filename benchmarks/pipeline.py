@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             camp = campaign_mod.create(
                 conn, name="Vårkampanje", channel="email", purpose="alarm",
                 template_text=common.EMAIL_TEMPLATE, organisation_name=common.ORG_NAME,
-                batch_size=args.batch_size,
+                batch_size=args.batch_size, now=common.NOW,
             )  # fmt: skip
-            summary = launch_mod.launch(conn, hasher, policy, camp.id)
+            summary = launch_mod.launch(conn, hasher, policy, camp.id, now=common.NOW)
             numbers = launch_mod.batches_to_enqueue(conn, camp.id)
         launch_s = timer.lap()
         rng = random.Random(11)
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 ledger.add(
                     KeyedHash(hasher.key_id, bytes(digest)), "email", scope="email",
                     reason="unsubscribe", source="bench", source_event=f"late-{rid}",
+                    now=common.NOW,
                 )  # fmt: skip
         common.analyze(engine)
         print(

@@ -47,13 +47,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, inspect, select, text
 
+from benchmarks import common
 from suppression.bulk import insert_rows
+from suppression.calendar import OSLO
 from suppression.ledger import Entry, Status
 from suppression.schema import ledger_entries, register_entries, register_snapshots
 from suppression.screening import Hit, Reservation, screen
@@ -112,7 +114,7 @@ def _interleave(hits: list[Any], total: int, rng: random.Random) -> Iterator[Any
 
 def ledger_rows(blob: bytes, count: int, total: int) -> Iterator[tuple[Any, ...]]:
     rng = random.Random(SEED + 1)
-    now = datetime.now(UTC)
+    now = common.NOW
     hits: list[tuple[bytes, str, str]] = []
     for n, i in enumerate(i for i in range(count) if in_ledger(i)):
         digest = blob[32 * i : 32 * i + 32]
@@ -169,7 +171,7 @@ def indexes_dropped(conn: Connection, table: str) -> Iterator[None]:
 def fill(engine: Engine, count: int, ledger: int, register: int) -> dict[str, float]:
     blob = identities(count)
     took: dict[str, float] = {}
-    now = datetime.now(UTC)
+    now = common.NOW
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
             conn.execute(text("PRAGMA cache_size = -512000"))  # 512 MB for the index builds
@@ -181,7 +183,7 @@ def fill(engine: Engine, count: int, ledger: int, register: int) -> dict[str, fl
         snapshot_id = conn.execute(
             register_snapshots.insert()
             .values(
-                snapshot_date=date.today(), sha256="0" * 64, loaded_at=now, row_count=register,
+                snapshot_date=common.NOW.astimezone(OSLO).date(), sha256="0" * 64, loaded_at=now, row_count=register,
                 phone_reservations=0, post_reservations=0, key_id=KEY_ID, active=True,
             )
             .returning(register_snapshots.c.id)

@@ -50,6 +50,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks import common
+
 REPO = Path(__file__).resolve().parents[1]
 ORG_NAME = "Trygg Hjem Alarm AS"
 ORG_NUMBER = "999999999"
@@ -160,7 +162,7 @@ def populate(url: str, count: int) -> None:
     from suppression.keys import Hasher
 
     hasher = Hasher(SECRET.encode())
-    now = datetime.now(UTC)
+    now = common.NOW
     engine = create_engine(url)
     with engine.begin() as conn:
         insert_rows(
@@ -194,7 +196,7 @@ def sms_window_morning() -> datetime:
     """The next weekday 10:00 in Oslo inside the SMS window (ES-6), for the workers' clock."""
     from suppression.calendar import OSLO, may_send_sms
 
-    day = datetime.now(OSLO).replace(hour=10, minute=0, second=0, microsecond=0)
+    day = common.NOW.astimezone(OSLO)
     while True:
         day += timedelta(days=1)
         if day.weekday() < 5 and may_send_sms(day):
@@ -220,7 +222,7 @@ def launch(
         camp = campaign_mod.create(
             conn, name=name, channel="sms", purpose="alarm", template_text=TEMPLATE,
             organisation_name=ORG_NAME, rate_limit=rate_limit, batch_size=batch_size,
-            audience=campaign_mod.Audience(postal_prefixes=(postal_prefix,)),
+            audience=campaign_mod.Audience(postal_prefixes=(postal_prefix,)), now=now,
         )  # fmt: skip
         launch_mod.launch(
             conn, Hasher(SECRET.encode()), PolicyConfig(ORG_NAME, ORG_NUMBER), camp.id, now=now

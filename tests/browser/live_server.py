@@ -13,6 +13,7 @@ from types import TracebackType
 import uvicorn
 from sqlalchemy import Engine
 
+from tests.clock import NOW
 from tests.conftest import ORG_NAME, ORG_NUMBER, SECRET
 from worker import settings
 from worker.context import Context
@@ -25,7 +26,8 @@ STARTUP_DEADLINE = 20.0
 
 
 def make_context(database_url: str, **overrides: object) -> Context:
-    """A Context with the settings a deployment would set, over `database_url`."""
+    """A Context with the settings a deployment would set, over `database_url`; its
+    clock starts at the suite's instant (tests.clock.NOW) and runs at real pace."""
     values: dict[str, object] = {
         "DATABASE_URL": database_url,
         "OUTREACH_SECRET_KEY": SECRET,
@@ -34,6 +36,8 @@ def make_context(database_url: str, **overrides: object) -> Context:
         "OUTREACH_PUBLIC_URL": PUBLIC_URL,
         "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
         "MAILCHIMP_WEBHOOK_SECRET": MAILCHIMP_SECRET,
+        # The app's clock starts at the suite's instant, not at the wall clock.
+        "OUTREACH_DEMO_NOW": NOW.isoformat(),
     }
     values.update(overrides)
     return Context(settings.load(**values))

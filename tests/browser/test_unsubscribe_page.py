@@ -19,6 +19,7 @@ from suppression.identity import email_identity, phone_identity
 from suppression.keys import Hasher
 from suppression.schema import ledger_entries
 from tests.browser.live_server import LiveServer, make_context
+from tests.clock import NOW
 from tests.conftest import ORG_NAME
 from tests.services import IN_CI
 
@@ -67,7 +68,7 @@ def server(store_url: str) -> Iterator[LiveServer]:
 def _token(server: LiveServer, hasher: Hasher, identity: str, channel: str) -> str:
     ident = email_identity(identity) if "@" in identity else phone_identity(identity)
     with server.engine.begin() as conn:
-        return tokens.issue(conn, hasher, hasher.hash(ident), ident.kind, channel)
+        return tokens.issue(conn, hasher, hasher.hash(ident), ident.kind, channel, now=NOW)
 
 
 def _entries(server: LiveServer) -> list[tuple[str, str, str]]:

@@ -3,6 +3,18 @@
 A fake is a :class:`FakeServer` subclass that implements :meth:`FakeServer.handle`. The base
 class owns the server thread, the append-only request log, fault injection, the lists of
 spec violations and contract violations, and the JSON admin endpoints under ``/_fake/``.
+
+Two kinds of time, kept apart on purpose:
+- the provider's own clock (``clock``), which stamps the resources a fake creates (a
+  member's ``last_changed``, a message's ``date_created``): in a test it is the test's
+  clock (``tests.clock``; the fixtures pass the ``clock`` fixture), so a travelled suite
+  sees provider resources dated at its instant; a fake run as a process of its own
+  (``python -m tests.fakes.<provider>``) is the provider for other processes and uses the
+  machine's clock;
+- arrival stamps of the request log (``t_monotonic``, ``t_wall``): when a request reached
+  the fake, measured, never simulated; ``t_wall`` is compared with other processes'
+  wall-clock times (tests/e2e/evidence.py), so it is the machine's clock whatever the test
+  clock says.
 """
 
 from __future__ import annotations
@@ -18,13 +30,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
+from tests.clock import TestClock
+
 ADMIN_PREFIX = "/_fake/"
 LOOPBACK = "127.0.0.1"
+
+
+def machine_clock() -> datetime:
+    """The provider clock of a fake run as a process of its own (each fake's ``main``)."""
+    return datetime.now(UTC)  # wall-clock: a fake in its own process is the provider's clock
 
 
 @dataclass
@@ -188,17 +208,22 @@ class FakeServer:
     (:attr:`violations`) — unless the test took them with :meth:`take_spec_violations`,
     :meth:`take_violations` or :meth:`expect_spec_violations`.
 
-    Every API request is appended to :attr:`requests` with monotonic and wall-clock
-    timestamps. Admin endpoints: ``GET /_fake/state`` (JSON snapshot), ``POST
-    /_fake/<action>`` with a JSON object of keyword arguments, for the actions listed by
-    :meth:`admin_actions` (``faults``, ``clear_faults``, ``reset``, ``take_spec_violations``,
-    ``take_violations`` and the provider's own).
+    ``clock`` is the provider's own clock, which stamps the resources the fake creates (by
+    default a :class:`tests.clock.TestClock` standing at the suite's instant). Every API
+    request is appended to :attr:`requests` with monotonic and wall-clock arrival stamps.
+    Admin endpoints: ``GET /_fake/state`` (JSON snapshot), ``POST /_fake/<action>`` with a
+    JSON object of keyword arguments, for the actions listed by :meth:`admin_actions`
+    (``faults``, ``clear_faults``, ``reset``, ``take_spec_violations``, ``take_violations``
+    and the provider's own).
     """
 
     name: ClassVar[str] = "fake"
 
-    def __init__(self, *, port: int = 0, strict: bool = True) -> None:
+    def __init__(
+        self, *, port: int = 0, strict: bool = True, clock: Callable[[], datetime] | None = None
+    ) -> None:
         self.strict = strict
+        self.clock: Callable[[], datetime] = clock or TestClock()
         self._requested_port = port
         self.lock = threading.RLock()
         self._stopping = threading.Event()
@@ -271,14 +296,15 @@ class FakeServer:
                     "path": request.path,
                     "errors": list(errors),
                     "body": request.body.decode("utf-8", errors="replace")[:2000],
-                    "t_wall": time.time(),
+                    "t_wall": request.entry["t_wall"],  # the request's arrival
                 }
             )
             request.entry["spec_errors"] = list(errors)
 
     def record_violation(self, kind: str, **details: Any) -> None:
         with self.lock:
-            self.violations.append({"kind": kind, "t_wall": time.time(), **details})
+            seen = time.time()  # wall-clock: when it was seen, as the request log's t_wall
+            self.violations.append({"kind": kind, "t_wall": seen, **details})
 
     def take_spec_violations(self) -> list[dict[str, Any]]:
         """Return the spec violations recorded so far and forget them."""
@@ -418,7 +444,8 @@ class FakeServer:
         if url.path.startswith(ADMIN_PREFIX):
             self._write(handler, self._admin(handler.command, url.path, body))
             return
-        now_mono, now_wall = time.monotonic(), time.time()
+        now_mono = time.monotonic()
+        now_wall = time.time()  # wall-clock: arrival stamp, compared across processes (e2e)
         with self.lock:
             self._seq += 1
             entry: dict[str, Any] = {

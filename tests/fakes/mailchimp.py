@@ -15,7 +15,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from tests.fakes.http import FakeServer, Fault, Request, Response, cli_parser, run_forever
+from tests.fakes.http import (
+    FakeServer,
+    Fault,
+    Request,
+    Response,
+    cli_parser,
+    machine_clock,
+    run_forever,
+)
 from tests.fakes.spec import MailchimpSpecValidator
 
 DEFAULT_API_KEY = "0123456789abcdef0123456789abcdef-us1"
@@ -46,10 +54,6 @@ _JOINING = ("subscribed", "pending")
 def subscriber_hash(email: str) -> str:
     """Mailchimp's member id: the MD5 of the lower-cased email address."""
     return hashlib.md5(email.strip().lower().encode("utf-8")).hexdigest()
-
-
-def _now() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 class MailchimpError(Exception):
@@ -91,6 +95,8 @@ class FakeMailchimp(FakeServer):
     themselves (:meth:`unsubscribe`) and cleaned members are refused with "Member In
     Compliance State", as the real API does. Each campaign send is appended to
     :attr:`sends` with its recipients (subscribed members, of the segment if any).
+    Members, segments and campaigns are stamped (``last_changed``, ``create_time``, ...) on
+    ``clock``, the provider's clock (see :class:`FakeServer`).
     """
 
     name: ClassVar[str] = "FakeMailchimp"
@@ -103,8 +109,9 @@ class FakeMailchimp(FakeServer):
         max_connections: int = 10,
         port: int = 0,
         strict: bool = True,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
-        super().__init__(port=port, strict=strict)
+        super().__init__(port=port, strict=strict, clock=clock)
         self.api_key = api_key
         self.max_connections = max_connections
         self.lists: dict[str, dict[str, Any]] = {}
@@ -172,13 +179,13 @@ class FakeMailchimp(FakeServer):
         """The member clicked "unsubscribe": the real API then refuses to resubscribe them."""
         with self.lock:
             member = self._member(self._list(list_id), subscriber_hash(email))
-            member.update(status="unsubscribed", compliance_state=True, last_changed=_now())
+            member.update(status="unsubscribed", compliance_state=True, last_changed=self._stamp())
 
     def clean(self, email: str, list_id: str = DEFAULT_LIST_ID) -> None:
         """The address bounced hard."""
         with self.lock:
             member = self._member(self._list(list_id), subscriber_hash(email))
-            member.update(status="cleaned", last_changed=_now())
+            member.update(status="cleaned", last_changed=self._stamp())
 
     def member(self, email: str, list_id: str = DEFAULT_LIST_ID) -> dict[str, Any] | None:
         with self.lock:
@@ -318,6 +325,10 @@ class FakeMailchimp(FakeServer):
 
     # -- state helpers (called with self.lock held) -----------------------------------
 
+    def _stamp(self) -> str:
+        """Now on the provider's clock, as Mailchimp writes it: ``2026-11-24T09:00:00+00:00``."""
+        return self.clock().astimezone(UTC).replace(microsecond=0).isoformat()
+
     def _list(self, list_id: str) -> dict[str, Any]:
         found = self.lists.get(list_id)
         if found is None:
@@ -340,7 +351,7 @@ class FakeMailchimp(FakeServer):
                 400, f"{email} looks fake or invalid, please enter a real email address."
             )
         member_id = subscriber_hash(email)
-        now = _now()
+        now = self._stamp()
         member = {
             "id": member_id,
             "email_address": email.strip(),
@@ -374,7 +385,7 @@ class FakeMailchimp(FakeServer):
                     title="Member In Compliance State",
                 )
         member["status"] = status
-        member["last_changed"] = _now()
+        member["last_changed"] = self._stamp()
 
     def _update_member(self, member: dict[str, Any], body: Mapping[str, Any], via: str) -> None:
         if "status" in body:
@@ -570,7 +581,7 @@ class FakeMailchimp(FakeServer):
             for e in body["static_segment"]
             if subscriber_hash(e) in mc_list["members"]
         }
-        now = _now()
+        now = self._stamp()
         segment = {
             "id": segment_id,
             "name": body["name"],
@@ -611,7 +622,7 @@ class FakeMailchimp(FakeServer):
                         "error": "Email addresses do not belong to this list",
                     }
                 )
-        segment["updated_at"] = _now()
+        segment["updated_at"] = self._stamp()
         return Response(
             200,
             {
@@ -653,7 +664,7 @@ class FakeMailchimp(FakeServer):
             "id": campaign_id,
             "web_id": next(self._ids),
             "type": body["type"],
-            "create_time": _now(),
+            "create_time": self._stamp(),
             "status": "save",
             "emails_sent": 0,
             "send_time": "",
@@ -720,7 +731,7 @@ class FakeMailchimp(FakeServer):
                 "t_wall": entry["t_wall"],
             }
         )
-        campaign.update(status="sent", emails_sent=len(recipients), send_time=_now())
+        campaign.update(status="sent", emails_sent=len(recipients), send_time=self._stamp())
         return Response(204)
 
 
@@ -736,6 +747,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             list_ids=args.list_id or (DEFAULT_LIST_ID,),
             max_connections=args.max_connections,
             port=args.port,
+            clock=machine_clock,
         )
     )
 

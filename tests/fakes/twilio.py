@@ -13,11 +13,20 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from email.utils import formatdate
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
-from tests.fakes.http import FakeServer, Fault, Request, Response, cli_parser, run_forever
+from tests.fakes.http import (
+    FakeServer,
+    Fault,
+    Request,
+    Response,
+    cli_parser,
+    machine_clock,
+    run_forever,
+)
 from tests.fakes.spec import FormRequest, TwilioSpecValidator
 
 DEFAULT_ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -81,7 +90,8 @@ class FakeTwilio(FakeServer):
     auth with ``account_sid``/``auth_token``. Message creations beyond ``mps`` per second
     (a sliding one-second window) get 429 with code 20429, counted in :attr:`rate_limited`.
     Sending to a number of :attr:`opted_out` gets 400 with code 21610. Created messages are
-    appended to :attr:`messages` with monotonic and wall-clock timestamps.
+    appended to :attr:`messages` with monotonic and wall-clock arrival stamps; a message's
+    ``date_created`` is on ``clock``, the provider's clock (see :class:`FakeServer`).
     """
 
     name: ClassVar[str] = "FakeTwilio"
@@ -95,8 +105,9 @@ class FakeTwilio(FakeServer):
         opted_out: Sequence[str] = (),
         port: int = 0,
         strict: bool = True,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
-        super().__init__(port=port, strict=strict)
+        super().__init__(port=port, strict=strict, clock=clock)
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.mps = mps
@@ -280,7 +291,7 @@ class FakeTwilio(FakeServer):
         sid = "SM" + uuid.uuid4().hex
         service = form.get("MessagingServiceSid")
         body = form.get("Body", "")
-        now = formatdate(usegmt=False)
+        now = formatdate(self.clock().timestamp())  # RFC 2822, as Twilio's date fields
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}.json"
         resource = {
             "account_sid": self.account_sid,
@@ -383,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             mps=args.mps,
             opted_out=args.opted_out,
             port=args.port,
+            clock=machine_clock,
         )
     )
 

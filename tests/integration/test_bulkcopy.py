@@ -11,9 +11,10 @@ from sqlalchemy.exc import IntegrityError
 
 from campaigns.bulkcopy import PreparedCopy
 from campaigns.schema import contacts
+from tests.clock import UTC_NOW
 
 pytestmark = pytest.mark.integration
-NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+NOW = UTC_NOW  # the rows' times: the suite's instant (in UTC, as an import stores them)
 COLUMNS = (
     "id",
     "email",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +17,27 @@ from campaigns import report as report_mod
 from campaigns.campaign_schema import batches, campaigns, recipients
 from campaigns.channels.outbox import OutboxChannel
 from campaigns.templates import TemplateRefused
+from suppression.identity import email_identity
 from suppression.keys import Hasher
 from suppression.ledger import Ledger
 from suppression.policy import PolicyConfig
+from tests.clock import OSLO, at, is_working_day, working_morning
 from tests.conftest import ORG_NAME, ORG_NUMBER, SECRET
 from tests.factories import add_person
 from worker import actors, settings
 from worker.context import Context
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.travel]
 
 EMAIL_TEMPLATE = (
     "Subject: Nytt fra {{ organisation.name }}\n\n"
     "Hei {{ first_name }}!\n{{ source_notice }}\nAvmeld: {{ unsubscribe_url }}\n"
 )
-# A Tuesday at 10:00 in Oslo: inside every window.
-TUESDAY_MORNING = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+# The launch: the suite's first working-day morning, 10:00 in Oslo, inside every window
+# (in UTC, as the worker's clock gives it).
+LAUNCH = working_morning().astimezone(UTC)
+# Long before the launch: a lease or an outcome that expired long ago.
+LONG_AGO = LAUNCH - timedelta(days=365)
 
 
 @pytest.fixture
@@ -43,7 +48,7 @@ def ctx(store_url: str, tmp_path: Path) -> Iterator[Context]:
         OUTREACH_ORGANISATION_NAME=ORG_NAME,
         OUTREACH_ORGANISATION_NUMBER=ORG_NUMBER,
         OUTREACH_OUTBOX_DIR=str(tmp_path / "outbox"),
-        OUTREACH_DEMO_NOW=TUESDAY_MORNING.isoformat(),
+        OUTREACH_DEMO_NOW=LAUNCH.isoformat(),
     )
     context = Context(s)
     actors.configure(context)
@@ -66,13 +71,14 @@ def _create(engine: Engine, channel: str = "email", **kw: object) -> int:
             template_text=EMAIL_TEMPLATE,
             organisation_name=ORG_NAME,
             batch_size=kw.pop("batch_size", 10),  # type: ignore[arg-type]
+            now=LAUNCH,
             **kw,  # type: ignore[arg-type]
         ).id
 
 
 def _launch(ctx: Context, campaign_id: int) -> launch_mod.Summary:
     with ctx.engine.begin() as conn:
-        summary = launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=TUESDAY_MORNING)
+        summary = launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=LAUNCH)
         numbers = launch_mod.batches_to_enqueue(conn, campaign_id)
     for n in numbers:
         actors.enqueue_batch(campaign_id, n)
@@ -84,6 +90,7 @@ def test_a_template_without_the_unsubscribe_link_is_refused(engine: Engine) -> N
         campaign_mod.create(
             conn, name="x", channel="email", purpose="alarm",
             template_text="Hei fra {{ organisation.name }} {{ source_notice }}", organisation_name=ORG_NAME,
+            now=LAUNCH,
         )  # fmt: skip
 
 
@@ -92,6 +99,7 @@ def test_a_template_without_the_sender_is_refused(engine: Engine) -> None:
         campaign_mod.create(
             conn, name="x", channel="email", purpose="alarm",
             template_text="Hei {{ unsubscribe_url }} {{ source_notice }}", organisation_name=ORG_NAME,
+            now=LAUNCH,
         )  # fmt: skip
 
 
@@ -100,6 +108,7 @@ def test_a_template_reaching_partner_leads_needs_the_source_notice(engine: Engin
         campaign_mod.create(
             conn, name="x", channel="email", purpose="alarm",
             template_text="Fra {{ organisation.name }}: {{ unsubscribe_url }}", organisation_name=ORG_NAME,
+            now=LAUNCH,
         )  # fmt: skip
 
 
@@ -109,12 +118,12 @@ def test_preview_counts_decisions_and_changes_nothing(
     ids = _people(ctx.engine, hasher, 5)
     with ctx.engine.begin() as conn:
         Ledger(conn, hasher).add(
-            hasher.hash(__import__("suppression.identity", fromlist=["x"]).email_identity("ola1@example.com")),
-            "email", scope="email", reason="unsubscribe", source="test",
+            hasher.hash(email_identity("ola1@example.com")),
+            "email", scope="email", reason="unsubscribe", source="test", now=LAUNCH,
         )  # fmt: skip
     campaign_id = _create(ctx.engine)
     with ctx.engine.connect() as conn:
-        summary = launch_mod.preview(conn, hasher, policy_config, campaign_id, now=TUESDAY_MORNING)
+        summary = launch_mod.preview(conn, hasher, policy_config, campaign_id, now=LAUNCH)
         assert conn.execute(select(func.count()).select_from(recipients)).scalar_one() == 0
     assert summary.audience == len(ids)
     assert summary.by_decision[("send", "ES-1")] == 4
@@ -150,15 +159,13 @@ def test_an_opt_out_committed_after_launch_stops_the_send(
     ctx: Context, hasher: Hasher, worker: dramatiq.Worker
 ) -> None:
     """ALL-6 and EM-3: an opt-out committed after launch is effective at the next send."""
-    from suppression.identity import email_identity
-
     _people(ctx.engine, hasher, 6)
     campaign_id = _create(ctx.engine)
     with ctx.engine.begin() as conn:
-        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=TUESDAY_MORNING)
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=LAUNCH)
     with ctx.engine.begin() as conn:
         Ledger(conn, hasher).add(hasher.hash(email_identity("ola3@example.com")), "email",
-                                 scope="all", reason="objection", source="test")  # fmt: skip
+                                 scope="all", reason="objection", source="test", now=LAUNCH)  # fmt: skip
     actors.enqueue_batch(campaign_id, 0)
     actors.broker.join("sends")
     worker.join()
@@ -179,15 +186,13 @@ def test_a_redelivered_batch_never_sends_twice(
     _people(ctx.engine, hasher, 10)
     campaign_id = _create(ctx.engine)
     with ctx.engine.begin() as conn:
-        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=TUESDAY_MORNING)
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=LAUNCH)
         # Simulate a worker killed mid-batch: 4 claimed, lease expired long ago.
         ids = [
             r[0] for r in conn.execute(select(recipients.c.id).order_by(recipients.c.id).limit(4))
         ]
         conn.execute(update(recipients).where(recipients.c.id.in_(ids)).values(state="sending"))
-        conn.execute(
-            update(batches).values(state="running", started_at=datetime(2020, 1, 1, tzinfo=UTC))
-        )
+        conn.execute(update(batches).values(state="running", started_at=LONG_AGO))
     actors.enqueue_batch(campaign_id, 0)
     actors.enqueue_batch(campaign_id, 0)  # and a duplicate delivery
     actors.broker.join("sends")
@@ -205,7 +210,7 @@ def test_a_paused_campaign_sends_nothing_until_resumed(
     _people(ctx.engine, hasher, 5)
     campaign_id = _create(ctx.engine)
     with ctx.engine.begin() as conn:
-        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=TUESDAY_MORNING)
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=LAUNCH)
         campaign_mod.move(conn, campaign_id, campaign_mod.PAUSED)
     actors.enqueue_batch(campaign_id, 0)
     actors.broker.join("sends")
@@ -222,7 +227,8 @@ def test_a_paused_campaign_sends_nothing_until_resumed(
 
 
 def test_sms_outside_quiet_hours_waits_instead_of_dropping(ctx: Context, hasher: Hasher) -> None:
-    """ES-6: a batch on a Sunday is delayed to Monday 09:00, nothing is sent or lost."""
+    """ES-6: a batch on a Sunday is delayed to Monday 09:00 (the next day SMS may go: a
+    holiday Monday moves it on), nothing is sent or lost."""
     from worker.services import sender as build_sender
 
     _people(ctx.engine, hasher, 3)
@@ -230,16 +236,24 @@ def test_sms_outside_quiet_hours_waits_instead_of_dropping(ctx: Context, hasher:
         campaign_id = campaign_mod.create(
             conn, name="sms", channel="sms", purpose="alarm",
             template_text="{{ organisation.name }}: tilbud! {{ source_notice }} Stopp: {{ unsubscribe_url }}",
-            organisation_name=ORG_NAME,
+            organisation_name=ORG_NAME, now=LAUNCH,
         ).id  # fmt: skip
-        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=TUESDAY_MORNING)
-    sunday = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=LAUNCH)
+    # The first Sunday after the launch, at 13:00 Oslo: inside the day's hours, but a Sunday.
+    sunday_date = LAUNCH.astimezone(OSLO).date() + timedelta(days=1)
+    while sunday_date.weekday() != 6:
+        sunday_date += timedelta(days=1)
+    sunday = at(sunday_date, 13)
+    opening_date = sunday_date + timedelta(days=1)  # Monday, unless it is a holiday
+    while not is_working_day(opening_date):
+        opening_date += timedelta(days=1)
+    opening = at(opening_date, 9)
     s = build_sender(ctx)
     s.now = lambda: sunday
     result = s.send_batch(campaign_id, 0)
     assert result.skipped == "quiet_hours"
     assert result.delay_until is not None and result.delay_until.isoformat().startswith(
-        "2026-11-30T09:00"
+        opening.isoformat()[: len("2026-11-30T09:00")]
     )
     with ctx.engine.connect() as conn:
         assert report_mod.counts(conn, campaign_id)["queued"] == 3
@@ -274,8 +288,8 @@ def _three_sent_then_two_launched(
         worker.join()
     fourth, fifth = _create(ctx.engine), _create(ctx.engine, channel="sms")
     with ctx.engine.begin() as conn:
-        launch_mod.launch(conn, ctx.hasher, ctx.policy, fourth, now=TUESDAY_MORNING)
-        launch_mod.launch(conn, ctx.hasher, ctx.policy, fifth, now=TUESDAY_MORNING)
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, fourth, now=LAUNCH)
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, fifth, now=LAUNCH)
     return fourth, fifth
 
 
@@ -307,7 +321,7 @@ def test_a_send_in_flight_elsewhere_counts_towards_the_frequency_cap_at_send_tim
         conn.execute(
             update(recipients)
             .where(recipients.c.campaign_id == fourth)
-            .values(state="sending", updated_at=TUESDAY_MORNING)
+            .values(state="sending", updated_at=LAUNCH)
         )
     actors.enqueue_batch(fifth, 0)
     actors.broker.join("sends")
@@ -332,7 +346,7 @@ def test_the_frequency_cap_reads_only_the_campaigns_that_can_have_sent_in_the_wi
         actors.broker.join("sends")
         worker.join()
         earlier.append(campaign_id)
-    window_start = TUESDAY_MORNING - timedelta(days=ctx.policy.frequency_window_days)
+    window_start = LAUNCH - timedelta(days=ctx.policy.frequency_window_days)
     with ctx.engine.begin() as conn:
         # Three finished long before the window; their rows (as if touched later, say an
         # unknown outcome asked about) still carry times inside it.
@@ -344,11 +358,11 @@ def test_the_frequency_cap_reads_only_the_campaigns_that_can_have_sent_in_the_wi
         conn.execute(
             update(recipients)
             .where(recipients.c.campaign_id.in_(earlier))
-            .values(sent_at=TUESDAY_MORNING - timedelta(days=1))
+            .values(sent_at=LAUNCH - timedelta(days=1))
         )
     fifth = _create(ctx.engine, channel="sms")
     with ctx.engine.begin() as conn:
-        summary = launch_mod.launch(conn, ctx.hasher, ctx.policy, fifth, now=TUESDAY_MORNING)
+        summary = launch_mod.launch(conn, ctx.hasher, ctx.policy, fifth, now=LAUNCH)
     assert summary.eligible == 1  # one send in the window: campaign 4's
     with ctx.engine.begin() as conn:
         conn.execute(
@@ -375,10 +389,10 @@ def test_a_consent_request_is_marketing_and_needs_consent(
         campaign_id = campaign_mod.create(
             conn, name="Vil du ha tilbud?", channel="sms", purpose="consent_request",
             template_text="{{ organisation.name }}: vil du ha tilbud? {{ source_notice }} {{ unsubscribe_url }}",
-            organisation_name=ORG_NAME,
+            organisation_name=ORG_NAME, now=LAUNCH,
         ).id  # fmt: skip
     with ctx.engine.connect() as conn:
-        summary = launch_mod.preview(conn, hasher, policy_config, campaign_id, now=TUESDAY_MORNING)
+        summary = launch_mod.preview(conn, hasher, policy_config, campaign_id, now=LAUNCH)
     assert summary.by_decision[("excluded:no_consent", "ES-1")] == 1
     assert summary.by_decision[("send", "ES-1")] == 1
 
@@ -388,25 +402,23 @@ def test_the_clock_asks_the_channel_once_about_unknown_outcomes(
 ) -> None:
     """A recipient a channel reported `unknown` is reconciled by the clock: found at the
     provider -> sent; not found -> stays unknown, asked about only once."""
-    from datetime import timedelta
-
     from campaigns.reconcile import ASKED, reconcile
     from worker.services import channel_factory
 
     _people(ctx.engine, hasher, 2)
     campaign_id = _create(ctx.engine)
     with ctx.engine.begin() as conn:
-        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=TUESDAY_MORNING)
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=LAUNCH)
         ids = [r[0] for r in conn.execute(select(recipients.c.id).order_by(recipients.c.id))]
         conn.execute(
             update(recipients)
             .where(recipients.c.id.in_(ids))
-            .values(state="unknown", error="timed out", updated_at=datetime(2020, 1, 1, tzinfo=UTC))
+            .values(state="unknown", error="timed out", updated_at=LONG_AGO)
         )
     # The provider (the outbox) did get the first one.
     channel = OutboxChannel(Path(ctx.settings.outbox_dir), "email")
     channel.send_payloads([(m, channel.build(m)) for m in [_message(campaign_id, ids[0])]])
-    later = datetime.now(UTC) + timedelta(hours=1)
+    later = LAUNCH + timedelta(hours=1)
     first = reconcile(ctx.engine, later, lambda c, b: None, channel_factory(ctx))
     assert first.found_sent == 1
     with ctx.engine.connect() as conn:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dramatiq
@@ -22,6 +21,7 @@ from campaigns.schema import contacts
 from suppression.identity import email_identity
 from suppression.keys import Hasher
 from suppression.ledger import HARD_BOUNCE, OBJECTION, UNSUBSCRIBE, Ledger
+from tests.clock import TestClock, working_morning
 from tests.conftest import ORG_NAME, ORG_NUMBER, SECRET
 from tests.factories import add_person
 from tests.fakes.mailchimp import DEFAULT_LIST_ID, FakeMailchimp, subscriber_hash
@@ -30,7 +30,8 @@ from worker.context import Context
 from worker.services import channel_factory
 
 pytest_plugins = ["tests.fakes.fixtures"]
-pytestmark = pytest.mark.integration
+# Every campaign here is launched and checked at send time: calendar-sensitive.
+pytestmark = [pytest.mark.integration, pytest.mark.travel]
 
 PUBLIC_URL = "https://outreach.example.no"
 REPLY_TO = "post@trygghjem.example.no"
@@ -39,12 +40,17 @@ TEMPLATE = (
     "Hei {{ first_name }}!\n{{ source_notice }}\n"
     "Meld deg av: {{ unsubscribe_url }}\n"
 )
-TUESDAY_MORNING = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+# The launch, and the start of the worker's clock: a working morning at or after the
+# suite's instant (tests.clock), whatever instant the suite runs at.
+LAUNCH = working_morning()
 TIMEOUT = 0.3
 
 
 @pytest.fixture
-def ctx(store_url: str, tmp_path: Path, fake_mailchimp: FakeMailchimp) -> Iterator[Context]:
+def ctx(
+    store_url: str, tmp_path: Path, fake_mailchimp: FakeMailchimp, clock: TestClock
+) -> Iterator[Context]:
+    clock.set(LAUNCH)  # the fake Mailchimp's clock: its stamps agree with the worker's
     s = settings.load(
         DATABASE_URL=store_url,
         OUTREACH_SECRET_KEY=SECRET,
@@ -52,7 +58,7 @@ def ctx(store_url: str, tmp_path: Path, fake_mailchimp: FakeMailchimp) -> Iterat
         OUTREACH_ORGANISATION_NUMBER=ORG_NUMBER,
         OUTREACH_PUBLIC_URL=PUBLIC_URL,
         OUTREACH_OUTBOX_DIR=str(tmp_path / "outbox"),
-        OUTREACH_DEMO_NOW=TUESDAY_MORNING.isoformat(),
+        OUTREACH_DEMO_NOW=LAUNCH.isoformat(),
         MAILCHIMP_API_KEY=fake_mailchimp.api_key,
         MAILCHIMP_SERVER="us1",
         MAILCHIMP_LIST_ID=DEFAULT_LIST_ID,
@@ -60,6 +66,17 @@ def ctx(store_url: str, tmp_path: Path, fake_mailchimp: FakeMailchimp) -> Iterat
         MAILCHIMP_TIMEOUT=TIMEOUT,
     )
     context = Context(s)
+    actors.configure(context)
+    yield context
+    context.engine.dispose()
+
+
+@pytest.fixture
+def patient(ctx: Context) -> Iterator[Context]:
+    """The worker's context with a long Mailchimp timeout, for a test whose sync is held
+    longer than this module's short TIMEOUT (ask for it before `worker`, which must stop
+    before this context's engine is disposed)."""
+    context = Context(ctx.settings.model_copy(update={"mailchimp_timeout": 30.0}))
     actors.configure(context)
     yield context
     context.engine.dispose()
@@ -83,8 +100,9 @@ def create(ctx: Context, hasher: Hasher, people: int, batch_size: int = 5) -> in
             organisation_name=ORG_NAME,
             sender=campaign_mod.Sender(from_name=ORG_NAME, from_email=REPLY_TO),
             batch_size=batch_size,
+            now=LAUNCH,
         )
-        launch_mod.launch(conn, ctx.hasher, ctx.policy, camp.id, now=TUESDAY_MORNING)
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, camp.id, now=LAUNCH)
     return camp.id
 
 
@@ -191,7 +209,7 @@ def test_an_opt_out_between_the_sync_and_the_send_is_removed_and_unsubscribed(
     with ctx.engine.begin() as conn:
         Ledger(conn, hasher).add(
             hasher.hash(email_identity(email(1))), "email",
-            scope="all", reason=OBJECTION, source="test",
+            scope="all", reason=OBJECTION, source="test", now=ctx.clock(),
         )  # fmt: skip
 
     send(worker, campaign_id, 1)
@@ -211,12 +229,15 @@ def test_an_opt_out_between_the_sync_and_the_send_is_removed_and_unsubscribed(
 
 
 def test_a_campaign_cancelled_while_its_last_batch_is_syncing_is_never_sent(
-    ctx: Context, hasher: Hasher, worker: dramatiq.Worker, fake_mailchimp: FakeMailchimp
+    ctx: Context,
+    hasher: Hasher,
+    patient: Context,
+    worker: dramatiq.Worker,
+    fake_mailchimp: FakeMailchimp,
 ) -> None:
     """The last batch's sync is held by the fake while the marketer cancels: when it
     finishes, the staged recipients end `cancelled` and Mailchimp sends nothing."""
-    # The sync is held longer than this module's short timeout: give it time to answer.
-    actors.configure(Context(ctx.settings.model_copy(update={"mailchimp_timeout": 30.0})))
+    # The sync is held longer than this module's short timeout: `patient` gives it time.
     campaign_id = create(ctx, hasher, 10)
     send(worker, campaign_id, 0)
     fake_mailchimp.delay_next(2.0, method="POST", path=f"/lists/{DEFAULT_LIST_ID}")
@@ -299,9 +320,7 @@ def test_a_send_whose_answer_never_comes_is_unknown_reaches_everyone_once_and_is
 
     camp = campaign_mod_get(ctx, campaign_id)
     ids = [int(str(r["id"])) for r in rows(ctx.engine, campaign_id).values()]
-    found = reconcile_unknown(
-        ctx.engine, channel_factory(ctx)(camp), campaign_id, ids, TUESDAY_MORNING
-    )
+    found = reconcile_unknown(ctx.engine, channel_factory(ctx)(camp), campaign_id, ids, ctx.clock())
 
     assert found == 3
     assert set(states(ctx.engine, campaign_id).values()) == {"sent"}
@@ -317,8 +336,9 @@ def test_a_campaign_without_a_reply_to_address_fails_without_touching_the_audien
         camp = campaign_mod.create(
             conn, name="x", channel="email", purpose="alarm", template_text=TEMPLATE,
             organisation_name=ORG_NAME, sender=campaign_mod.Sender(from_name=ORG_NAME),
+            now=LAUNCH,
         )  # fmt: skip
-        launch_mod.launch(conn, ctx.hasher, ctx.policy, camp.id, now=TUESDAY_MORNING)
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, camp.id, now=LAUNCH)
     send(worker, camp.id, 0)
 
     row = rows(ctx.engine, camp.id)[email(0)]
@@ -379,13 +399,16 @@ def campaign_mod_get(ctx: Context, campaign_id: int) -> campaign_mod.Campaign:
 
 
 def test_a_campaign_paused_when_every_batch_is_staged_is_sent_on_resume(
-    ctx: Context, hasher: Hasher, worker: dramatiq.Worker, fake_mailchimp: FakeMailchimp
+    ctx: Context,
+    hasher: Hasher,
+    patient: Context,
+    worker: dramatiq.Worker,
+    fake_mailchimp: FakeMailchimp,
 ) -> None:
     """Paused while its last batch syncs: the batch is staged and nothing is sent;
     `resume` enqueues a delivery of the finished batch, which sends everyone once."""
     from worker.commands.campaign import _enqueue
 
-    actors.configure(Context(ctx.settings.model_copy(update={"mailchimp_timeout": 30.0})))
     campaign_id = create(ctx, hasher, 4, batch_size=10)
     fake_mailchimp.delay_next(2.0, method="POST", path=f"/lists/{DEFAULT_LIST_ID}")
     actors.enqueue_batch(campaign_id, 0)

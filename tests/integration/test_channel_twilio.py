@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dramatiq
@@ -24,6 +23,7 @@ from suppression.errors import ChannelError
 from suppression.identity import normalise_phone
 from suppression.keys import Hasher
 from suppression.ledger import CARRIER_OPT_OUT, Ledger
+from tests.clock import TestClock, working_morning
 from tests.conftest import ORG_NAME, ORG_NUMBER, SECRET
 from tests.factories import add_person
 from tests.fakes.twilio import FakeTwilio
@@ -32,7 +32,8 @@ from worker.context import Context
 from worker.services import channel_factory
 
 pytest_plugins = ["tests.fakes.fixtures"]
-pytestmark = pytest.mark.integration
+# Every campaign here is launched and checked at send time (ES-6): calendar-sensitive.
+pytestmark = [pytest.mark.integration, pytest.mark.travel]
 
 SERVICE_SID = "MG" + "1" * 32
 PUBLIC_URL = "https://outreach.example.no"
@@ -40,12 +41,18 @@ TEMPLATE = (
     "{{ organisation.name }}: 20 % på alarm i vinter! {{ source_notice }} "
     "Stopp: {{ unsubscribe_url }}"
 )
-TUESDAY_MORNING = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # 10:00 in Oslo: SMS may go (ES-6)
+# The launch, and the start of the worker's clock: 10:00 Oslo on a working day at or after
+# the suite's instant (tests.clock), a time SMS may go (ES-6) whatever instant the suite
+# runs at.
+LAUNCH = working_morning()
 TIMEOUT = 0.5
 
 
 @pytest.fixture
-def ctx(store_url: str, tmp_path: Path, fake_twilio: FakeTwilio) -> Iterator[Context]:
+def ctx(
+    store_url: str, tmp_path: Path, fake_twilio: FakeTwilio, clock: TestClock
+) -> Iterator[Context]:
+    clock.set(LAUNCH)  # the fake Twilio's clock: its stamps agree with the worker's
     s = settings.load(
         DATABASE_URL=store_url,
         OUTREACH_SECRET_KEY=SECRET,
@@ -53,7 +60,7 @@ def ctx(store_url: str, tmp_path: Path, fake_twilio: FakeTwilio) -> Iterator[Con
         OUTREACH_ORGANISATION_NUMBER=ORG_NUMBER,
         OUTREACH_PUBLIC_URL=PUBLIC_URL,
         OUTREACH_OUTBOX_DIR=str(tmp_path / "outbox"),
-        OUTREACH_DEMO_NOW=TUESDAY_MORNING.isoformat(),
+        OUTREACH_DEMO_NOW=LAUNCH.isoformat(),
         TWILIO_ACCOUNT_SID=fake_twilio.account_sid,
         TWILIO_AUTH_TOKEN=fake_twilio.auth_token,
         TWILIO_MESSAGING_SERVICE_SID=SERVICE_SID,
@@ -83,9 +90,10 @@ def campaign(ctx: Context, hasher: Hasher, people: int, **kw: object) -> int:
             template_text=TEMPLATE,
             organisation_name=ORG_NAME,
             batch_size=kw.pop("batch_size", 5),  # type: ignore[arg-type]
+            now=LAUNCH,
             **kw,  # type: ignore[arg-type]
         )
-        launch_mod.launch(conn, ctx.hasher, ctx.policy, camp.id, now=TUESDAY_MORNING)
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, camp.id, now=LAUNCH)
         numbers = launch_mod.batches_to_enqueue(conn, camp.id)
     for n in numbers:
         actors.enqueue_batch(camp.id, n)
@@ -163,7 +171,7 @@ def test_a_response_slower_than_the_timeout_is_unknown_never_resent_and_then_rec
 
     camp = _campaign(ctx, campaign_id)
     found = reconcile_unknown(
-        ctx.engine, channel_factory(ctx)(camp), campaign_id, [int(str(slow["id"]))], TUESDAY_MORNING
+        ctx.engine, channel_factory(ctx)(camp), campaign_id, [int(str(slow["id"]))], ctx.clock()
     )
 
     assert found == 1
@@ -187,7 +195,7 @@ def test_a_dropped_connection_leaves_the_recipient_unknown_and_sends_nothing_aga
         channel_factory(ctx)(camp),
         campaign_id,
         [int(str(dropped["id"]))],
-        TUESDAY_MORNING,
+        ctx.clock(),
     )
 
     assert dropped["state"] == "unknown" and found == 0

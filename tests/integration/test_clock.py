@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from campaigns.schema import contacts, imports
+from tests.clock import NOW
 from tests.conftest import ORG_NAME, ORG_NUMBER, SECRET
 from tests.partner_files import person, write
 from worker import actors, clock, settings
@@ -35,6 +36,8 @@ def ctx(store_url: str, tmp_path: Path) -> Iterator[Context]:
         OUTREACH_ORGANISATION_NUMBER=ORG_NUMBER,
         OUTREACH_PARTNERS_FILE=str(partners),
         OUTREACH_OUTBOX_DIR=str(tmp_path / "outbox"),
+        # The process's clock (ctx.clock) starts at the suite's instant, not the wall clock's.
+        OUTREACH_DEMO_NOW=NOW.isoformat(),
     )
     context = Context(s)
     actors.configure(context)

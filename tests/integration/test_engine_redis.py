@@ -8,6 +8,11 @@ test session with the in-process broker). Resume and cancel go through the `outr
 campaign` command in a subprocess, as a marketer would run them (pause is committed
 in-process, to count what was in flight right after its commit). What the workers did
 is read back from the store and from the outbox files (one per worker process).
+
+Workers, the CLI and this process run on a demo clock (OUTREACH_DEMO_NOW) that starts at
+LAUNCH, a working morning at or after the suite's instant (tests.clock), and then runs at
+the real pace; the one test that compares this process's times with the workers' runs
+them all on the real clock instead.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +42,9 @@ from campaigns.channels.outbox import OutboxChannel
 from campaigns.claiming import claim
 from campaigns.reconcile import reconcile
 from campaigns.schema import contacts
-from suppression.calendar import OSLO, may_send_sms
 from suppression.keys import KeyedHash
 from suppression.ledger import Ledger
+from tests.clock import working_morning
 from tests.conftest import ORG_NAME, ORG_NUMBER, SECRET
 from tests.factories import add_person
 from tests.services import require, throwaway_postgres
@@ -47,10 +52,10 @@ from worker import db, settings
 from worker.broker import SEND_QUEUE, make_broker
 from worker.commands.processes import PREFETCH
 from worker.context import Context
-from worker.services import channel_factory, clock
+from worker.services import channel_factory
 from worker.services import sender as build_sender
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.travel]
 
 REDIS_URL = os.environ.get("OUTREACH_TEST_ENGINE_REDIS", "redis://127.0.0.1:6379/14")
 WORKER_PROCESSES = 2
@@ -62,15 +67,8 @@ EMAIL_TEMPLATE = (
     "Hei {{ first_name }}!\n{{ source_notice }}\nAvmeld: {{ unsubscribe_url }}\n"
 )
 SMS_TEMPLATE = "{{ organisation.name }}: tilbud! {{ source_notice }} Stopp: {{ unsubscribe_url }}"
-
-
-def _tuesday_morning() -> datetime:
-    """The next Tuesday at 10:00 in Oslo inside the SMS window (not a holiday)."""
-    day = datetime.now(OSLO).replace(hour=10, minute=0, second=0, microsecond=0)
-    while True:
-        day += timedelta(days=1)
-        if day.weekday() == 1 and may_send_sms(day):
-            return day.astimezone(UTC)
+# Where the demo clocks start: a working day's 10:00 in Oslo, inside the SMS window (ES-6).
+LAUNCH = working_morning()
 
 
 @dataclass
@@ -122,7 +120,8 @@ class Workers:
 
 
 class Harness:
-    """A throwaway store, Redis db 14, two worker processes and helpers to watch them."""
+    """A throwaway store, Redis db 14, two worker processes and helpers to watch them.
+    Everything runs on a demo clock starting at LAUNCH unless `use_real_clock` says."""
 
     def __init__(self, url: str, tmp_path: Path) -> None:
         self.url = url
@@ -135,6 +134,7 @@ class Harness:
             "OUTREACH_ORGANISATION_NAME": ORG_NAME,
             "OUTREACH_ORGANISATION_NUMBER": ORG_NUMBER,
             "OUTREACH_OUTBOX_DIR": str(self.outbox),
+            "OUTREACH_DEMO_NOW": LAUNCH.isoformat(),
         }
         self.ctx = Context(
             settings.load(
@@ -143,27 +143,37 @@ class Harness:
                 OUTREACH_ORGANISATION_NAME=ORG_NAME,
                 OUTREACH_ORGANISATION_NUMBER=ORG_NUMBER,
                 OUTREACH_OUTBOX_DIR=str(self.outbox),
+                OUTREACH_DEMO_NOW=LAUNCH.isoformat(),
             )
         )
-        self.now = clock(self.ctx)
+        # This process's one clock, started before the workers': it runs a little ahead of
+        # theirs, never behind.
+        self.now = self.ctx.clock
+        self.demo_start: datetime | None = LAUNCH
         self.broker = make_broker(REDIS_URL)
         self.workers = Workers(self.env, tmp_path)
         self.tmp_path = tmp_path
 
-    def use_demo_clock(self, now: datetime) -> None:
-        """Workers and CLI see `now` as their starting time (OUTREACH_DEMO_NOW)."""
-        self.env["OUTREACH_DEMO_NOW"] = now.isoformat()
-        self.ctx = Context(self.ctx.settings.model_copy(update={"demo_now": now.isoformat()}))
-        # One clock for this process, started before the workers': it runs a little ahead
-        # of theirs, never behind.
-        self.now = clock(self.ctx)
+    def use_real_clock(self) -> None:
+        """Workers, CLI and this process on the real clock (no OUTREACH_DEMO_NOW): the one
+        clock every process reads alike, for a test that compares their times."""
+        del self.env["OUTREACH_DEMO_NOW"]
+        self.demo_start = None
+        if "engine" in vars(self.ctx):
+            self.ctx.engine.dispose()
+        self.ctx = Context(self.ctx.settings.model_copy(update={"demo_now": None}))
+        self.now = self.ctx.clock
 
     # -- campaign setup ------------------------------------------------------------
 
     def people(self, count: int) -> None:
+        """People 0 .. count - 1 with a consent ten days before they were stored
+        (tests.factories.add_person): at the demo clocks' start, which no process's clock
+        is behind, or now on the real clock."""
+        stored_at = self.demo_start or self.now()
         with self.ctx.engine.begin() as conn:
             for n in range(count):
-                add_person(conn, self.ctx.hasher, n)
+                add_person(conn, self.ctx.hasher, n, now=stored_at)
 
     def launch(self, channel: str, *, batch_size: int, rate_limit: int | None) -> int:
         """Create and launch a campaign; returns its id. Nothing is enqueued yet."""
@@ -173,7 +183,7 @@ class Harness:
             campaign_id = campaign_mod.create(
                 conn, name="Vinterkampanje", channel=channel, purpose="alarm",
                 template_text=template, organisation_name=ORG_NAME, batch_size=batch_size,
-                rate_limit=rate_limit,
+                rate_limit=rate_limit, now=now,
             ).id  # fmt: skip
             launch_mod.launch(conn, self.ctx.hasher, self.ctx.policy, campaign_id, now=now)
         return campaign_id
@@ -331,8 +341,10 @@ def test_opt_outs_committed_while_a_campaign_sends_never_get_a_message(harness: 
     violation is a message to a recipient whose opt-out was committed before its check
     (`recipients.checked_at`). Workers run on the real clock here, the clock this process
     reads: a demo clock (OUTREACH_DEMO_NOW) starts anew in every process, which would make
-    the two times incomparable; an email campaign has no quiet hours to avoid."""
+    the two times incomparable; an email campaign has no quiet hours to avoid, and the
+    people's consents are dated from that clock (ten days before now)."""
     h = harness
+    h.use_real_clock()
     people, stopped_early, during = 3000, 100, 300
     h.people(people)
     campaign_id = h.launch("email", batch_size=50, rate_limit=400)
@@ -354,13 +366,13 @@ def test_opt_outs_committed_while_a_campaign_sends_never_get_a_message(harness: 
     def opt_out(rid: int, digest: bytes, n: int) -> None:
         # ALL-2 (an email unsubscribe) and ALL-1 (an objection), alternately.
         scope, reason = ("email", "unsubscribe") if n % 2 else ("all", "objection")
-        began = datetime.now(UTC)
+        began = h.now()  # the real clock, as the workers' (use_real_clock)
         with h.ctx.engine.begin() as conn:
             Ledger(conn, h.ctx.hasher).add(
                 KeyedHash(h.ctx.hasher.key_id, digest), "email", scope=scope, reason=reason,
-                source="test", source_event=f"opt-out-{rid}",
+                source="test", source_event=f"opt-out-{rid}", now=began,
             )  # fmt: skip
-        committed[rid] = (began, datetime.now(UTC))
+        committed[rid] = (began, h.now())
 
     # Committed after launch and before any send: each of these must be stopped at send time.
     for n, (rid, digest) in enumerate(early):
@@ -421,7 +433,7 @@ def test_a_worker_killed_mid_batch_sends_nothing_twice_loses_nothing_and_the_cam
     seconds), the next delivery turns the recipients it had claimed into `unknown` and
     asks the outbox which of them were written. Nobody gets a second SMS."""
     h = harness
-    h.use_demo_clock(_tuesday_morning())  # ES-6: the SMS window is open
+    # The demo clock starts at LAUNCH, a working morning: ES-6's SMS window is open.
     people = 2000
     h.people(people)
     campaign_id = h.launch("sms", batch_size=100, rate_limit=300)
@@ -464,7 +476,6 @@ def test_pause_takes_effect_within_one_sub_batch_and_resume_finishes(harness: Ha
     """A pause is read before every claim: after it is committed, each worker finishes at
     most the sub-batch it had claimed; the rest stays `queued` until resume."""
     h = harness
-    h.use_demo_clock(_tuesday_morning())
     people = 3000
     h.people(people)
     campaign_id = h.launch("email", batch_size=100, rate_limit=400)
@@ -499,7 +510,6 @@ def test_cancel_takes_effect_within_one_sub_batch_and_the_rest_end_cancelled(
     harness: Harness,
 ) -> None:
     h = harness
-    h.use_demo_clock(_tuesday_morning())
     people = 3000
     h.people(people)
     campaign_id = h.launch("email", batch_size=100, rate_limit=400)

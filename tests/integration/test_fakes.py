@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
 
+from tests.clock import UTC_NOW, TestClock
 from tests.fakes.mailchimp import DEFAULT_API_KEY, DEFAULT_LIST_ID, FakeMailchimp, subscriber_hash
 from tests.fakes.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio, num_segments
 
@@ -81,7 +83,8 @@ def admin() -> Iterator[httpx.Client]:
 def test_a_sent_sms_is_recorded_with_timestamps_and_can_be_fetched_back(
     fake_twilio: FakeTwilio, twilio: TwilioClient
 ) -> None:
-    before_mono, before_wall = time.monotonic(), time.time()
+    before_mono = time.monotonic()
+    before_wall = time.time()  # wall-clock: the fake stamps arrivals with the machine's time
 
     message = twilio.messages.create(
         to=ALICE, from_=SENDER, body="Hi Alice", status_callback="https://example.com/cb"
@@ -96,8 +99,30 @@ def test_a_sent_sms_is_recorded_with_timestamps_and_can_be_fetched_back(
     assert recorded["body"] == "Hi Alice"
     assert recorded["status_callback"] == "https://example.com/cb"
     assert before_mono <= recorded["t_monotonic"] <= time.monotonic()
-    assert before_wall <= recorded["t_wall"] <= time.time()
+    assert before_wall <= recorded["t_wall"] <= time.time()  # wall-clock: as above
     assert twilio.messages(message.sid).fetch().body == "Hi Alice"
+
+
+def test_the_fakes_date_what_they_create_on_the_test_clock(
+    clock: TestClock,
+    twilio: TwilioClient,
+    fake_mailchimp: FakeMailchimp,
+    mailchimp: mailchimp_marketing.Client,
+) -> None:
+    """A provider's own times (a message's date_created, a member's last_changed) are on
+    the fake's clock, the test's: the suite's instant, and later when the test moves it."""
+    message = send_sms(twilio, ALICE)
+    fake_mailchimp.add_member("jo@example.org")
+    clock.advance(timedelta(days=3, hours=1))
+    mailchimp.lists.update_list_member(
+        DEFAULT_LIST_ID, subscriber_hash("jo@example.org"), {"status": "unsubscribed"}
+    )
+
+    assert message.date_created == message.date_updated == UTC_NOW
+    member = fake_mailchimp.member("jo@example.org")
+    assert member is not None
+    assert member["timestamp_signup"] == UTC_NOW.isoformat()
+    assert member["last_changed"] == (UTC_NOW + timedelta(days=3, hours=1)).isoformat()
 
 
 def test_a_messaging_service_send_is_accepted_with_no_sender_yet(

@@ -8,7 +8,7 @@ reservations (TP-1, TP-3), missing addresses."""
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,19 +19,22 @@ from campaigns import launch as launch_mod
 from campaigns import people
 from campaigns.campaign_schema import recipients
 from campaigns.schema import consent_records, contacts
-from suppression.calendar import OSLO
 from suppression.identity import email_identity, normalise_phone, phone_identity
 from suppression.keys import Hasher
 from suppression.ledger import Ledger
 from suppression.policy import PolicyConfig, decide
 from suppression.register import load_snapshot
+from tests.clock import OSLO, working_morning
 from tests.conftest import ORG_NAME
 from tests.factories import add_person
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.travel]
 
 TEMPLATE = "Hei fra {{ organisation.name }}. {{ source_notice }} Avmeld: {{ unsubscribe_url }}"
 PEOPLE = 60
+# The launch: a working-day morning (in UTC, as the worker's clock gives it); the population's
+# consents, ledger entries and register snapshot are dated relative to it.
+LAUNCH = working_morning().astimezone(UTC)
 LEDGER = (
     ("email", "unsubscribe"), ("sms", "unsubscribe"), ("phone", "objection"),
     ("all", "objection"), ("all", "alarm_contact"), ("phone", "unsubscribe"),
@@ -40,7 +43,7 @@ LEDGER = (
 
 def _population(engine: Engine, hasher: Hasher, seed: int, tmp_path: Path) -> None:
     rnd = random.Random(seed)
-    now = datetime.now(UTC)
+    now = LAUNCH
     listed = []
     with engine.begin() as conn:
         ledger = Ledger(conn, hasher)
@@ -85,7 +88,7 @@ def _population(engine: Engine, hasher: Hasher, seed: int, tmp_path: Path) -> No
                 ident = email_identity(value) if kind == "email" else phone_identity(value)
                 ledger.add(
                     hasher.hash(ident), kind, scope=scope, reason=reason, source="web",
-                    source_event=f"seed{seed}:{n}:{k}", occurred_at=now - timedelta(days=k),
+                    source_event=f"seed{seed}:{n}:{k}", occurred_at=now - timedelta(days=k), now=now,
                 )  # fmt: skip
             if rnd.random() < 0.3 or asked:
                 listed.append(normalise_phone(f"4{n:07d}").e164)
@@ -94,7 +97,8 @@ def _population(engine: Engine, hasher: Hasher, seed: int, tmp_path: Path) -> No
             "telefon;reservasjon\n+4799999999;begge\n" + "".join(f"{p};telefon\n" for p in listed),
             encoding="utf-8",
         )
-        load_snapshot(conn, hasher, path, datetime.now(OSLO).date())
+        # TP-2: loaded at the launch, dated the launch's day in Oslo
+        load_snapshot(conn, hasher, path, now.astimezone(OSLO).date(), now=now)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -102,13 +106,14 @@ def test_bulk_decisions_equal_person_by_person(
     engine: Engine, hasher: Hasher, policy_config: PolicyConfig, seed: int, tmp_path: Path
 ) -> None:
     _population(engine, hasher, seed, tmp_path)
-    now = datetime.now(UTC)
+    now = LAUNCH
     launched: dict[str, int] = {}
     for channel in ("email", "sms", "call"):
         with engine.begin() as conn:
             camp = campaign_mod.create(
                 conn, name=channel, channel=channel, purpose="alarm", template_text=TEMPLATE,
                 organisation_name=ORG_NAME, sender=campaign_mod.Sender(caller_id="22334455"),
+                now=now,
             )  # fmt: skip
         with engine.begin() as conn:  # a transaction of its own: the launch reads ahead
             launch_mod.launch(conn, hasher, policy_config, camp.id, now=now)

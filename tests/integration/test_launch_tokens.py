@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import gc
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from sqlalchemy import Engine, func, select, text
@@ -23,14 +23,16 @@ from suppression.keys import Hasher
 from suppression.ledger import Ledger
 from suppression.policy import PolicyConfig
 from suppression.schema import unsubscribe_tokens
+from tests.clock import working_morning
 from tests.conftest import ORG_NAME
 from tests.factories import add_person
 from worker import db
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.travel]
 
 TEMPLATE = "Hei fra {{ organisation.name }}. {{ source_notice }} Avmeld: {{ unsubscribe_url }}"
-NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+# The launch: a working-day morning (in UTC, as the worker's clock gives it).
+LAUNCH = working_morning().astimezone(UTC)
 RECIPIENT_COLUMNS = (
     recipients.c.contact_id, recipients.c.key_hash, recipients.c.key_id,
     recipients.c.decision, recipients.c.rule, recipients.c.basis, recipients.c.evidence,
@@ -42,7 +44,7 @@ def _create(engine: Engine, channel: str = "email") -> int:
     with engine.begin() as conn:
         return campaign_mod.create(
             conn, name="Vinter", channel=channel, purpose="alarm", template_text=TEMPLATE,
-            organisation_name=ORG_NAME, batch_size=3,
+            organisation_name=ORG_NAME, batch_size=3, now=LAUNCH,
         ).id  # fmt: skip
 
 
@@ -60,7 +62,7 @@ def _audience(engine: Engine, hasher: Hasher) -> None:
         for n, scope, reason in ((7, "email", "unsubscribe"), (8, "all", "objection")):
             ledger.add(
                 hasher.hash(email_identity(f"ola{n}@example.com")), "email", scope=scope,
-                reason=reason, source="web", source_event=f"test:{n}", occurred_at=NOW,
+                reason=reason, source="web", source_event=f"test:{n}", now=LAUNCH,
             )  # fmt: skip
 
 
@@ -83,7 +85,7 @@ def test_the_link_in_a_message_names_the_recipient_and_survives_erasure(
     _audience(engine, hasher)
     campaign_id = _create(engine)
     with engine.begin() as conn:
-        summary = launch_mod.launch(conn, hasher, policy_config, campaign_id, now=NOW)
+        summary = launch_mod.launch(conn, hasher, policy_config, campaign_id, now=LAUNCH)
         assert conn.execute(select(func.count()).select_from(unsubscribe_tokens)).scalar() == 0
     assert (summary.audience, summary.eligible) == (10, 6)
     rows = _rows(engine, campaign_id)
@@ -100,7 +102,10 @@ def test_the_link_in_a_message_names_the_recipient_and_survives_erasure(
     token = tokens.for_recipient(hasher, int(first.id), None)
     assert len(token) <= 24
     with engine.begin() as conn:  # the person asks to be forgotten: the link still works
-        people.forget(conn, hasher, email_identity("ola0@example.com"), actor="test")
+        people.forget(
+            conn, hasher, email_identity("ola0@example.com"),
+            now=LAUNCH + timedelta(hours=1), actor="test",
+        )  # fmt: skip
     with engine.connect() as conn:
         target = unsubscribe.find(conn, hasher, token)
     assert target is not None
@@ -111,7 +116,10 @@ def test_the_link_in_a_message_names_the_recipient_and_survives_erasure(
     )
     assert (target.key_hash, target.key_id) == (bytes(first.key_hash), hasher.key_id)
     assert (target.channel, target.identity_kind) == ("email", "email")
-    assert unsubscribe.submit(engine, hasher, token, unsubscribe.CHOICE_CHANNEL) == ["email"]
+    clicked = LAUNCH + timedelta(hours=2)
+    assert unsubscribe.submit(engine, hasher, token, unsubscribe.CHOICE_CHANNEL, (), clicked) == [
+        "email"
+    ]
     with engine.connect() as conn:
         report = report_mod.build(conn, campaign_id)
     assert report.unsubscribed == 1
@@ -123,7 +131,7 @@ def test_recipient_tokens_cannot_be_forged_from_other_tokens(
     _audience(engine, hasher)
     campaign_id = _create(engine)
     with engine.begin() as conn:
-        launch_mod.launch(conn, hasher, policy_config, campaign_id, now=NOW)
+        launch_mod.launch(conn, hasher, policy_config, campaign_id, now=LAUNCH)
     with engine.connect() as conn:
         ids = dict(
             conn.execute(
@@ -157,12 +165,12 @@ def test_a_launch_decides_alike_reading_on_its_own_connection_or_the_callers(
     with engine.begin() as conn:  # nothing written yet: reads on a connection of its own
         with streaming.reading_connection(conn) as reader:
             separate = reader is not conn
-        launch_mod.launch(conn, hasher, policy_config, first, now=NOW)
+        launch_mod.launch(conn, hasher, policy_config, first, now=LAUNCH)
     with engine.begin() as conn:  # this transaction wrote: it must read its own writes
         conn.execute(text("UPDATE campaigns SET name = 'Vinter 2' WHERE id = :id"), {"id": second})
         with streaming.reading_connection(conn) as reader:
             assert reader is conn
-        launch_mod.launch(conn, hasher, policy_config, second, now=NOW)
+        launch_mod.launch(conn, hasher, policy_config, second, now=LAUNCH)
     assert separate == (engine.dialect.name == "postgresql")
     assert _rows(engine, first) == _rows(engine, second)
     assert len(_rows(engine, first)) == 10
@@ -175,7 +183,7 @@ def test_a_failing_launch_writes_nothing_and_frees_its_reader(
     campaign_id = _create(engine)
     broken = PolicyConfig(organisation_name=ORG_NAME, frequency_window_days=10**9)
     with pytest.raises(OverflowError) as failure, engine.begin() as conn:
-        launch_mod.launch(conn, hasher, broken, campaign_id, now=NOW)
+        launch_mod.launch(conn, hasher, broken, campaign_id, now=LAUNCH)
     with engine.connect() as conn:
         assert campaign_mod.get(conn, campaign_id).state == campaign_mod.DRAFT
         # The failure's traceback is collected while another transaction runs on the
@@ -186,9 +194,13 @@ def test_a_failing_launch_writes_nothing_and_frees_its_reader(
         count = select(func.count()).where(recipients.c.campaign_id == campaign_id)
         assert conn.execute(count).scalar() == 0
     with engine.begin() as conn:  # and it can be launched after all
-        assert launch_mod.launch(conn, hasher, policy_config, campaign_id, now=NOW).audience == 10
+        assert (
+            launch_mod.launch(conn, hasher, policy_config, campaign_id, now=LAUNCH).audience == 10
+        )
 
 
+# The reader is a connection of its own on PostgreSQL only: SQLite is not collected.
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 def test_the_launch_reader_reads_times_in_utc_and_decides_alike_in_any_server_zone(
     store_url: str, hasher: Hasher, policy_config: PolicyConfig
 ) -> None:
@@ -197,10 +209,8 @@ def test_the_launch_reader_reads_times_in_utc_and_decides_alike_in_any_server_zo
     ES-1 (a consent given at the very moment of the launch, or a second after) and ES-5
     (a partner's consent exactly as old as the limit, or a second older), are the same
     whatever zone the server's sessions are in."""
-    if not store_url.startswith("postgresql"):
-        pytest.skip("the reader is a connection of its own on PostgreSQL only")
-    oldest = NOW - timedelta(days=policy_config.partner_consent_max_age_days)
-    edges = (NOW, NOW + timedelta(seconds=1), oldest, oldest - timedelta(seconds=1))
+    oldest = LAUNCH - timedelta(days=policy_config.partner_consent_max_age_days)
+    edges = (LAUNCH, LAUNCH + timedelta(seconds=1), oldest, oldest - timedelta(seconds=1))
     decided = []
     for zone in ("Europe/Oslo", "UTC", "America/Los_Angeles"):
         engine = db.engine_for(store_url, connect_args={"options": f"-c TimeZone={zone}"})
@@ -213,7 +223,7 @@ def test_the_launch_reader_reads_times_in_utc_and_decides_alike_in_any_server_zo
             with streaming.reading_connection(conn) as reader:
                 given = reader.execute(text("SELECT min(given_at) FROM consent_records")).scalar()
                 assert given is not None and given.tzinfo is UTC
-            launch_mod.launch(conn, hasher, policy_config, campaign_id, now=NOW)
+            launch_mod.launch(conn, hasher, policy_config, campaign_id, now=LAUNCH)
             assert conn.execute(text("SHOW TimeZone")).scalar() == zone  # the caller's own
         decided.append([(r[3], r[4]) for r in _rows(engine, campaign_id)])
         engine.dispose()

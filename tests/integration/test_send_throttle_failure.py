@@ -4,7 +4,7 @@ recipients it had claimed go back to `queued` and a later delivery sends them, o
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -18,16 +18,18 @@ from campaigns.claiming import LEASE
 from campaigns.sending import Sender
 from suppression.keys import Hasher
 from suppression.policy import PolicyConfig
+from tests.clock import working_morning
 from tests.conftest import ORG_NAME
 from tests.factories import add_person
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.travel]
 
 TEMPLATE = (
     "Subject: Nytt fra {{ organisation.name }}\n\n"
     "Hei {{ first_name }}!\n{{ source_notice }}\nAvmeld: {{ unsubscribe_url }}\n"
 )
-TUESDAY_MORNING = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+# The launch and the send: a working-day morning, inside every window.
+LAUNCH = working_morning().astimezone(UTC)
 
 
 class RedisDown(ConnectionError):
@@ -55,9 +57,9 @@ def test_recipients_claimed_when_the_throttle_fails_go_back_to_queued_and_are_se
     with engine.begin() as conn:
         campaign_id = campaign_mod.create(
             conn, name="Vinter", channel="email", purpose="alarm", template_text=TEMPLATE,
-            organisation_name=ORG_NAME, batch_size=5, rate_limit=30,
+            organisation_name=ORG_NAME, batch_size=5, rate_limit=30, now=LAUNCH,
         ).id  # fmt: skip
-        launch_mod.launch(conn, hasher, policy_config, campaign_id, now=TUESDAY_MORNING)
+        launch_mod.launch(conn, hasher, policy_config, campaign_id, now=LAUNCH)
     outbox = OutboxChannel(tmp_path, "email")
 
     def redis_down(_campaign: campaign_mod.Campaign, _count: int) -> None:
@@ -65,7 +67,7 @@ def test_recipients_claimed_when_the_throttle_fails_go_back_to_queued_and_are_se
 
     failing = Sender(
         engine, hasher, policy_config, lambda _c: outbox, "https://outreach.example.no",
-        now=lambda: TUESDAY_MORNING, throttle=redis_down,
+        now=lambda: LAUNCH, throttle=redis_down,
     )  # fmt: skip
     with pytest.raises(RedisDown):
         failing.send_batch(campaign_id, 0)
@@ -74,7 +76,7 @@ def test_recipients_claimed_when_the_throttle_fails_go_back_to_queued_and_are_se
 
     later = Sender(
         engine, hasher, policy_config, lambda _c: outbox, "https://outreach.example.no",
-        now=lambda: TUESDAY_MORNING + 2 * LEASE,
+        now=lambda: LAUNCH + 2 * LEASE,
     )  # fmt: skip
     later.send_batch(campaign_id, 0)
     assert _states(engine, campaign_id) == Counter({"sent": 5})

@@ -7,7 +7,7 @@ the (contact_id, campaign_id) index, one probe per campaign in the window."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -16,13 +16,15 @@ from sqlalchemy import Engine, text
 from campaigns import campaign as campaign_mod
 from campaigns.sendcheck import SendCheck
 from suppression.policy import PolicyConfig
+from tests.clock import working_morning
 from tests.conftest import ORG_NAME, _truncate_all
 from worker import db
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.travel]
 
 PEOPLE = 20_000
-NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+# The launches and the send-time check: a working-day morning (in UTC, as the worker's clock).
+NOW = working_morning().astimezone(UTC)
 
 
 @pytest.fixture
@@ -44,7 +46,7 @@ def _campaign(engine: Engine) -> int:
         camp = campaign_mod.create(
             conn, name="Plan", channel="email", purpose="alarm",
             template_text="{{ organisation.name }} {{ source_notice }} {{ unsubscribe_url }}",
-            organisation_name=ORG_NAME,
+            organisation_name=ORG_NAME, now=NOW,
         )  # fmt: skip
         conn.execute(
             text("UPDATE campaigns SET state = 'running', launched_at = :at WHERE id = :id"),

@@ -17,6 +17,7 @@ from suppression.identity import email_identity
 from suppression.keys import Hasher
 from suppression.schema import ledger_entries
 from tests.browser.live_server import LiveServer, make_context
+from tests.clock import NOW
 from tests.conftest import _truncate_all
 from tests.tcp_proxy import TcpProxy
 from worker import db
@@ -53,7 +54,7 @@ def server(postgres_url: str, proxy: TcpProxy, direct: Engine) -> Iterator[LiveS
 def _token(engine: Engine, hasher: Hasher) -> str:
     ident = email_identity("ola.nordmann@example.com")
     with engine.begin() as conn:
-        return tokens.issue(conn, hasher, hasher.hash(ident), "email", "email")
+        return tokens.issue(conn, hasher, hasher.hash(ident), "email", "email", now=NOW)
 
 
 def _stored(engine: Engine) -> int:

@@ -23,6 +23,7 @@ from tests.browser.live_server import (
     LiveServer,
     make_context,
 )
+from tests.clock import NOW
 from worker.web import create_app
 
 pytestmark = pytest.mark.integration
@@ -44,7 +45,7 @@ schema = schemathesis.openapi.from_dict(
 def token(live: LiveServer, hasher: Hasher) -> str:
     ident = email_identity("ola.nordmann@example.com")
     with live.engine.begin() as conn:
-        return tokens.issue(conn, hasher, hasher.hash(ident), "email", "email")
+        return tokens.issue(conn, hasher, hasher.hash(ident), "email", "email", now=NOW)
 
 
 def _with_credentials(case: Any, token: str) -> None:

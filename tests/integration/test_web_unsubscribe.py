@@ -23,6 +23,7 @@ from suppression.keys import Hasher
 from suppression.ledger import Ledger
 from suppression.schema import ledger_entries
 from tests.browser.live_server import LiveServer, make_context
+from tests.clock import NOW
 from tests.conftest import ORG_NAME, SECRET
 from worker import db
 
@@ -41,7 +42,9 @@ class Site:
     def token(self, identity: str = "ola.nordmann@example.com", channel: str = "email") -> str:
         ident = email_identity(identity) if "@" in identity else phone_identity(identity)
         with self.engine.begin() as conn:
-            return tokens.issue(conn, self.hasher, self.hasher.hash(ident), ident.kind, channel)
+            return tokens.issue(
+                conn, self.hasher, self.hasher.hash(ident), ident.kind, channel, now=NOW
+            )
 
     def entries(self) -> list[dict[str, object]]:
         with self.engine.connect() as conn:
@@ -218,7 +221,9 @@ def test_all4_the_link_keeps_working_after_the_persons_erasure(
 ) -> None:
     token = site.token("kari.nordmann@example.com")
     with site.engine.begin() as conn:
-        people.forget(conn, hasher, email_identity("kari.nordmann@example.com"), actor="test")
+        people.forget(
+            conn, hasher, email_identity("kari.nordmann@example.com"), now=NOW, actor="test"
+        )
     assert client.get(f"{site.url}/u/{token}").status_code == 200
     response = client.post(f"{site.url}/u/{token}", content=ONE_CLICK, headers=FORM)
     assert response.status_code == 200
@@ -260,6 +265,7 @@ def test_outreach_serve_runs_the_app_as_the_procfile_starts_it(
         "DATABASE_URL": store_url,
         "OUTREACH_SECRET_KEY": SECRET,
         "OUTREACH_ORGANISATION_NAME": ORG_NAME,
+        "OUTREACH_DEMO_NOW": NOW.isoformat(),  # the app's clock starts at the suite's instant
     }
     outreach = str(Path(sys.executable).parent / "outreach")
     process = subprocess.Popen(
@@ -271,7 +277,7 @@ def test_outreach_serve_runs_the_app_as_the_procfile_starts_it(
     try:
         ident = email_identity("ola.nordmann@example.com")
         with engine.begin() as conn:
-            token = tokens.issue(conn, hasher, hasher.hash(ident), "email", "email")
+            token = tokens.issue(conn, hasher, hasher.hash(ident), "email", "email", now=NOW)
         deadline = time.monotonic() + 60
         while True:
             assert process.poll() is None, "outreach serve exited"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -18,18 +18,27 @@ from suppression.keys import Hasher
 from suppression.ledger import Ledger
 from suppression.schema import ledger_entries
 from tests.browser.live_server import MAILCHIMP_SECRET, LiveServer, make_context
+from tests.clock import UTC_NOW
 
 pytestmark = pytest.mark.integration
 
 LIST_ID = "a6b5da1054"
 
+# When Mailchimp fired the events: a few minutes before the app receives them (the app's
+# clock starts at the suite's instant), in Mailchimp's "YYYY-MM-DD HH:MM:SS" UTC.
+FIRED_AT = (UTC_NOW - timedelta(minutes=5)).replace(microsecond=0)
+
+
+def fired(minutes_later: int = 0) -> str:
+    return (FIRED_AT + timedelta(minutes=minutes_later)).strftime("%Y-%m-%d %H:%M:%S")
+
 
 def unsubscribe(
-    address: str, reason: str = "manual", fired_at: str = "2024-05-02 21:40:57"
+    address: str, reason: str = "manual", fired_at: str | None = None
 ) -> list[tuple[str, str]]:
     return [
         ("type", "unsubscribe"),
-        ("fired_at", fired_at),
+        ("fired_at", fired_at or fired()),
         ("data[action]", "unsub"),
         ("data[reason]", reason),
         ("data[id]", "8a25ff1d98"),
@@ -48,7 +57,7 @@ def unsubscribe(
 def cleaned(address: str, reason: str) -> list[tuple[str, str]]:
     return [
         ("type", "cleaned"),
-        ("fired_at", "2024-05-02 22:01:00"),
+        ("fired_at", fired(1)),
         ("data[list_id]", LIST_ID),
         ("data[campaign_id]", "4fjk2ma9xd"),
         ("data[reason]", reason),
@@ -59,7 +68,7 @@ def cleaned(address: str, reason: str) -> list[tuple[str, str]]:
 def upemail(old: str, new: str) -> list[tuple[str, str]]:
     return [
         ("type", "upemail"),
-        ("fired_at", "2024-05-02 22:15:09"),
+        ("fired_at", fired(2)),
         ("data[list_id]", LIST_ID),
         ("data[new_id]", "51da8c3259"),
         ("data[new_email]", new),
@@ -70,7 +79,7 @@ def upemail(old: str, new: str) -> list[tuple[str, str]]:
 def profile(address: str) -> list[tuple[str, str]]:
     return [
         ("type", "profile"),
-        ("fired_at", "2024-05-02 21:31:21"),
+        ("fired_at", fired(-1)),
         ("data[id]", "8a25ff1d98"),
         ("data[list_id]", LIST_ID),
         ("data[email]", address),
@@ -142,7 +151,7 @@ def test_em4_an_unsubscribe_becomes_an_email_unsubscribe(mailchimp: Mailchimp) -
     )
     occurred = entry["occurred_at"]
     assert isinstance(occurred, datetime)
-    assert occurred.replace(tzinfo=UTC) == datetime(2024, 5, 2, 21, 40, 57, tzinfo=UTC)
+    assert occurred.replace(tzinfo=UTC) == FIRED_AT
 
 
 def test_an_unsubscribe_for_abuse_is_a_complaint_for_all_marketing(mailchimp: Mailchimp) -> None:
@@ -168,8 +177,9 @@ def test_a_retried_event_is_recorded_once(mailchimp: Mailchimp) -> None:
 
 
 def test_a_later_unsubscribe_of_the_same_address_is_a_new_event(mailchimp: Mailchimp) -> None:
-    mailchimp.post(unsubscribe("ola@example.com", fired_at="2024-05-02 21:40:57"))
-    mailchimp.post(unsubscribe("ola@example.com", fired_at="2024-06-02 08:00:00"))
+    a_month_before = (FIRED_AT - timedelta(days=31)).strftime("%Y-%m-%d %H:%M:%S")
+    mailchimp.post(unsubscribe("ola@example.com", fired_at=a_month_before))
+    mailchimp.post(unsubscribe("ola@example.com", fired_at=fired()))
     assert len(mailchimp.events()) == 2
 
 
