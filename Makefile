@@ -11,9 +11,12 @@ UV_VERSION := $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}'
 
 .PHONY: install demo test test-travel test-latest check lock upgrade bench clean
 
+# The venv gets no pip of its own (uv installs everything after uv itself): the host's pip
+# puts uv into it, which saves the seconds ensurepip takes.
 $(UV):
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv$(if $(UV_VERSION),==$(UV_VERSION))"
+	@test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -m pip --python $(BIN)/python install --quiet --disable-pip-version-check \
+	  "uv$(if $(UV_VERSION),==$(UV_VERSION))"
 
 # A lock that was not made from pyproject.toml as it is (or no lock) stops every target
 # here, naming the difference (scripts/lock_check.py); `make lock` makes a new one.
@@ -45,7 +48,7 @@ test-travel: $(STAMP)
 # The newest versions pyproject.toml allows, in a venv of their own, to meet upstream
 # breakage on purpose. Changes neither uv.lock nor .venv.
 test-latest: | $(UV)
-	@test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	@test -x $(LATEST)/bin/python || $(PYTHON) -m venv --without-pip $(LATEST)
 	$(UV) pip install --quiet --python $(LATEST)/bin/python --upgrade --reinstall-package outreach -e '.[dev]'
 	$(LATEST)/bin/python -m tests.prepare
 	$(LATEST)/bin/python -m pytest $(PYTEST_ARGS)
