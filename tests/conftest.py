@@ -109,18 +109,3 @@ def cli(store_url: str) -> Cli:
 
 def pytest_report_header() -> str:
     return f"test clock: {test_clock.NOW.isoformat()} (set {test_clock.ENV} to travel)"
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """With CI=true a skipped test fails the run: a green CI means every test ran."""
-    from tests.services import IN_CI
-
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    skipped = len(reporter.stats.get("skipped", [])) if reporter is not None else 0
-    if IN_CI and skipped and exitstatus == pytest.ExitCode.OK:
-        reporter.write_line(
-            f"CI=true and {skipped} test(s) skipped: every test must run in CI "
-            "(install what it needs in .ci/run, or remove the test)",
-            red=True,
-        )
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
