@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -220,6 +220,7 @@ def preview(
     now: datetime,
 ) -> Summary:
     """Counts by decision and samples per reason; no side effects."""
+    now = now.astimezone(UTC)  # see launch
     camp = campaign_mod.get(conn, campaign_id)
     summary = Summary()
     columns = contact_columns(camp.channel) + SAMPLE_COLUMNS
@@ -246,6 +247,9 @@ def launch(
     """Decide every audience member, store the recipients with their decisions, create
     the batches and mark the campaign running, all in the caller's transaction. The
     caller enqueues the batches after the commit (`batches_to_enqueue`)."""
+    # In UTC from here on: SQLite stores a zone-aware time without its offset, and a day
+    # counted back from a local time moves by an hour across a DST change (ES-5's age).
+    now = now.astimezone(UTC)
     camp = campaign_mod.get(conn, campaign_id)
     if camp.state != campaign_mod.DRAFT:
         raise campaign_mod.CampaignError(

@@ -7,7 +7,7 @@ basis. Cached where a launch asks the same question for a million people.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -33,8 +33,9 @@ def evidenced(
 
 @lru_cache(maxsize=64)
 def oldest_partner_consent(now: datetime, config: PolicyConfig) -> datetime:
-    """ES-5: a partner's consent given before this is too old at `now` (cached per moment)."""
-    return now - timedelta(days=config.partner_consent_max_age_days)
+    """ES-5: a partner's consent given before this is too old at `now` (cached per moment).
+    Counted in UTC: 180 days back from a local time would be an hour off across DST."""
+    return now.astimezone(UTC) - timedelta(days=config.partner_consent_max_age_days)
 
 
 def names_our_company(named: str, config: PolicyConfig) -> bool:

@@ -61,10 +61,23 @@ def sftp_server(root: Path) -> Iterator[SftpServer]:
     def sftp_factory(chan: asyncssh.SSHServerChannel) -> asyncssh.SFTPServer:
         return asyncssh.SFTPServer(chan, chroot=str(root))
 
+    # Closing the listener leaves accepted connections open: they are closed at the stop,
+    # so that no socket outlives the server (a client that just hung up included).
+    connections: set[asyncssh.SSHServerConnection] = set()
+
+    class Tracked(asyncssh.SSHServer):
+        def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+            self.conn = conn
+            connections.add(conn)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            connections.discard(self.conn)
+
     async def start() -> asyncssh.SSHAcceptor:
         return await asyncssh.listen(
             HOST,
             0,
+            server_factory=Tracked,
             server_host_keys=[host_key],
             authorized_client_keys=authorized,
             sftp_factory=sftp_factory,
@@ -84,6 +97,11 @@ def sftp_server(root: Path) -> Iterator[SftpServer]:
         async def stop() -> None:
             server.close()
             await server.wait_closed()
+            still_open = list(connections)
+            for conn in still_open:
+                conn.close()
+            for conn in still_open:
+                await conn.wait_closed()
 
         asyncio.run_coroutine_threadsafe(stop(), loop).result(START_TIMEOUT)
         loop.call_soon_threadsafe(loop.stop)

@@ -20,6 +20,7 @@ from worker.commands import (
     serve,
     suppress,
 )
+from worker.context import close_loaded
 from worker.output import fail
 
 
@@ -31,6 +32,8 @@ class _Group(click.Group):
             fail(f"setting {exc.setting}: {exc.reason}")
         except OutreachError as exc:
             fail(str(exc))
+        finally:
+            close_loaded()
         return None
 
 

@@ -21,7 +21,15 @@ class Context:
 
     @classmethod
     def load(cls) -> Context:
-        return cls(settings.load())
+        """The context of a command; `close_loaded` closes it when the command ends."""
+        ctx = cls(settings.load())
+        _LOADED.append(ctx)
+        return ctx
+
+    def close(self) -> None:
+        """Give back the store's connections, if any were opened."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()
 
     @cached_property
     def engine(self) -> Engine:
@@ -40,6 +48,16 @@ class Context:
         """The one clock of this process: the domain takes every `now` from it. Built
         once, so that a demo clock runs instead of standing still at its start."""
         return make_clock(self.settings.demo_now)
+
+
+_LOADED: list[Context] = []
+
+
+def close_loaded() -> None:
+    """Close every context `Context.load` made: the CLI calls it after each command, so
+    that a process that runs many commands (the demo, the tests) keeps no pool open."""
+    while _LOADED:
+        _LOADED.pop().close()
 
 
 def make_clock(demo_now: str | None) -> Callable[[], datetime]:

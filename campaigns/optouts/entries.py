@@ -7,6 +7,8 @@ right either way (ON CONFLICT DO NOTHING); only the answer needs the check here.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 
 from suppression.keys import KeyedHash
@@ -21,6 +23,7 @@ def add_once(
     *,
     source: str,
     source_event: str,
+    now: datetime,
     **fields: object,
 ) -> bool:
     """Ledger.add; True only when this (identity, source, source event) was not recorded."""
@@ -31,5 +34,5 @@ def add_once(
             ledger_entries.c.source_event == source_event,
         )
     ).first()
-    ledger.add(key, identity_kind, source=source, source_event=source_event, **fields)  # type: ignore[arg-type]
+    ledger.add(key, identity_kind, source=source, source_event=source_event, now=now, **fields)  # type: ignore[arg-type]
     return existing is None

@@ -137,9 +137,9 @@ def resolve(
     resolution: str,
     *,
     actor: str,
-    now: datetime | None = None,
+    now: datetime,
 ) -> tuple[ReviewItem, bool]:
-    """Resolve one open item; returns it and whether a new ledger entry was written."""
+    """Resolve one open item at `now`; returns it and whether a new ledger entry was written."""
     if resolution not in RESOLUTIONS:
         raise ReviewError(f"--as: unknown resolution {resolution!r}")
     row = conn.execute(select(review_items).where(review_items.c.id == item_id)).first()
@@ -170,12 +170,12 @@ def resolve(
             source="review",
             source_event=f"review:{item_id}",
             evidence_ref=f"review:{item_id}",
+            now=now,
             occurred_at=item.created_at,
             actor=actor,
         )
-    moment = now
     values: dict[str, object] = {
-        "resolved_at": moment,
+        "resolved_at": now,
         "resolution": resolution,
         "resolved_by": actor[:80],
     }

@@ -9,7 +9,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import dramatiq
@@ -20,17 +20,21 @@ from campaigns import campaign as campaign_mod
 from campaigns import launch as launch_mod
 from campaigns.campaign_schema import recipients
 from campaigns.schema import contacts
-from suppression.calendar import CALLING_HOURS_TEXT, OSLO
+from suppression.calendar import CALLING_HOURS_TEXT
 from suppression.identity import email_identity, normalise_phone
 from suppression.keys import Hasher
 from suppression.ledger import OBJECTION, Ledger
 from suppression.register import load_snapshot
+from tests.clock import working_morning
 from tests.conftest import ORG_NAME, ORG_NUMBER, SECRET, Cli
 from tests.factories import add_person
 from worker import actors, settings
 from worker.context import Context
 
-pytestmark = pytest.mark.integration
+# The call list is built, handed out and called on a working morning (TP-5); the register
+# snapshot must be fresh then, in the same calendar month (TP-2).
+pytestmark = [pytest.mark.integration, pytest.mark.travel]
+
 
 PUBLIC_URL = "https://outreach.example.no"
 CALLER_ID = "22 12 34 56"  # an Oslo landline
@@ -38,6 +42,10 @@ TEMPLATE = (
     "Samtale fra {{ organisation.name }}. {{ source_notice }} Avmelding: {{ unsubscribe_url }}"
 )
 LISTED = 7  # person 7 is in Reservasjonsregisteret
+# When the campaign is launched, handed to the call list and exported: the worker, the
+# commands and the test take their time from clocks that start here.
+LAUNCH = working_morning()
+TODAY = LAUNCH.date()  # the launch's day in Oslo
 
 
 def phone(n: int) -> str:
@@ -53,6 +61,7 @@ def ctx(store_url: str, tmp_path: Path) -> Iterator[Context]:
         OUTREACH_ORGANISATION_NUMBER=ORG_NUMBER,
         OUTREACH_PUBLIC_URL=PUBLIC_URL,
         OUTREACH_OUTBOX_DIR=str(tmp_path / "outbox"),
+        OUTREACH_DEMO_NOW=LAUNCH.isoformat(),
     )
     context = Context(s)
     actors.configure(context)
@@ -64,6 +73,7 @@ def ctx(store_url: str, tmp_path: Path) -> Iterator[Context]:
 def cli(ctx: Context, store_url: str) -> Cli:
     runner = Cli(store_url)
     runner.env["OUTREACH_PUBLIC_URL"] = PUBLIC_URL
+    runner.env["OUTREACH_DEMO_NOW"] = LAUNCH.isoformat()
     return runner
 
 
@@ -75,9 +85,9 @@ def load_register(ctx: Context, tmp_path: Path, *listed: int, age_days: int = 0)
         + "".join(f"{phone(n)};telefon\n" for n in listed),
         encoding="utf-8",
     )
-    day = datetime.now(OSLO).date() - timedelta(days=age_days)
+    day = TODAY - timedelta(days=age_days)
     with ctx.engine.begin() as conn:
-        load_snapshot(conn, ctx.hasher, path, day)
+        load_snapshot(conn, ctx.hasher, path, day, now=ctx.clock())
 
 
 def call_campaign(
@@ -87,7 +97,7 @@ def call_campaign(
     people: int = 6,
     caller_id: str = CALLER_ID,
 ) -> int:
-    """Person 0 is a customer, the others partner leads; launched now and, with a
+    """Person 0 is a customer, the others partner leads; launched at LAUNCH and, with a
     worker, handed to the call list."""
     with ctx.engine.begin() as conn:
         for n in range(people):
@@ -97,8 +107,9 @@ def call_campaign(
         camp = campaign_mod.create(
             conn, name="Ringeliste", channel="call", purpose="alarm", template_text=TEMPLATE,
             organisation_name=ORG_NAME, sender=campaign_mod.Sender(caller_id=caller_id), batch_size=4,
+            now=ctx.clock(),
         )  # fmt: skip
-        launch_mod.launch(conn, ctx.hasher, ctx.policy, camp.id, now=datetime.now(UTC))
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, camp.id, now=ctx.clock())
         numbers = launch_mod.batches_to_enqueue(conn, camp.id)
     if worker is not None:
         for n in numbers:
@@ -163,7 +174,7 @@ def test_the_export_is_a_csv_excel_opens_with_the_legal_basis_and_the_calling_ho
     # An E.164 number starts with "+", which a spreadsheet reads as a formula.
     assert by_phone["'" + phone(0)]["legal_basis"] == "TP-3 customer_exception"
     assert by_phone["'" + phone(1)]["legal_basis"] == "TP-1 not_in_register"
-    today = datetime.now(OSLO).date().isoformat()
+    today = TODAY.isoformat()
     for row in rows:
         assert re.fullmatch(r"K\d+-[A-Z2-7]{16}", row["reference"])
         assert row["calling_hours"] == CALLING_HOURS_TEXT
@@ -292,7 +303,7 @@ def test_bad_outcome_rows_are_reported_by_row_and_field_and_good_rows_are_kept(
         "reference;outcome;note;time\n"
         "K1-AAAAAAAAAAAAAAAA;objection;;\n"  # line 2: looks right, is no one
         f"{ref[phone(1)]};kanskje;;\n"  # line 3: no such outcome
-        f"{ref[phone(2)]};Innsigelse;;2026-11-20T14:05\n"  # line 4: good (Norwegian word)
+        f"{ref[phone(2)]};Innsigelse;;{LAUNCH:%Y-%m-%dT%H:%M}\n"  # line 4: good (Norwegian word)
         f"{ref[phone(3)]};reservert;;i går\n"  # line 5: good, time unreadable
         "ikke-en-referanse;reached;;\n",  # line 6: not a reference
         encoding="utf-8",
@@ -323,7 +334,7 @@ def test_someone_who_opted_out_or_joined_the_register_after_launch_is_left_out(
     with ctx.engine.begin() as conn:
         Ledger(conn, hasher).add(
             hasher.hash(email_identity("ola4@example.com")), "email",
-            scope="all", reason=OBJECTION, source="test",
+            scope="all", reason=OBJECTION, source="test", now=ctx.clock(),
         )  # fmt: skip
 
     result = cli("calllist", "export", str(campaign_id), "--out", str(tmp_path / "l.csv"), "--json")
@@ -331,7 +342,7 @@ def test_someone_who_opted_out_or_joined_the_register_after_launch_is_left_out(
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["rows"] == 4 and summary["left_out"] == {"TP-1": 1, "ALL-1": 1}
-    assert summary["register_snapshot_date"] == datetime.now(OSLO).date().isoformat()
+    assert summary["register_snapshot_date"] == TODAY.isoformat()
 
 
 def _launch_existing(ctx: Context, worker: dramatiq.Worker) -> int:
@@ -339,8 +350,9 @@ def _launch_existing(ctx: Context, worker: dramatiq.Worker) -> int:
         camp = campaign_mod.create(
             conn, name="Ringeliste", channel="call", purpose="alarm", template_text=TEMPLATE,
             organisation_name=ORG_NAME, sender=campaign_mod.Sender(caller_id=CALLER_ID),
+            now=ctx.clock(),
         )  # fmt: skip
-        launch_mod.launch(conn, ctx.hasher, ctx.policy, camp.id, now=datetime.now(UTC))
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, camp.id, now=ctx.clock())
         numbers = launch_mod.batches_to_enqueue(conn, camp.id)
     for n in numbers:
         actors.enqueue_batch(camp.id, n)

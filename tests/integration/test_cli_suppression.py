@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Engine, inspect, select, text
 
 from campaigns.schema import contacts
+from suppression.keys import Hasher
+from tests.clock import UTC_NOW
 from tests.conftest import Cli
-from worker import db
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ def test_a_phone_suppressed_in_one_spelling_is_suppressed_in_another(cli: Cli) -
     assert cli("suppress", "check", "--phone", "41234568").exit_code == 0
 
 
-def test_adding_the_same_opt_out_twice_changes_nothing(cli: Cli, store_url: str) -> None:
+def test_adding_the_same_opt_out_twice_changes_nothing(cli: Cli, engine: Engine) -> None:
     for _ in range(2):
         cli(
             "suppress",
@@ -42,10 +43,8 @@ def test_adding_the_same_opt_out_twice_changes_nothing(cli: Cli, store_url: str)
             "--channel",
             "email",
         )
-    engine = db.engine_for(store_url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one() == 1
-    engine.dispose()
 
 
 def test_a_channel_opt_out_leaves_other_channels_contactable(cli: Cli) -> None:
@@ -54,16 +53,11 @@ def test_a_channel_opt_out_leaves_other_channels_contactable(cli: Cli) -> None:
     assert cli("suppress", "check", "--phone", "41234567", "--channel", "phone").exit_code == 0
 
 
-def test_forget_leaves_no_plaintext_and_keeps_the_suppression(cli: Cli, store_url: str) -> None:
+def test_forget_leaves_no_plaintext_and_keeps_the_suppression(
+    cli: Cli, engine: Engine, hasher: Hasher
+) -> None:
     address = "ola.nordmann@example.com"
-    engine = db.engine_for(store_url)
-    from datetime import UTC, datetime
-
-    from suppression.keys import Hasher
-    from tests.conftest import SECRET
-
-    hasher = Hasher(SECRET.encode())
-    now = datetime.now(UTC)
+    now = UTC_NOW
     with engine.begin() as conn:
         conn.execute(
             contacts.insert().values(
@@ -92,7 +86,6 @@ def test_forget_leaves_no_plaintext_and_keeps_the_suppression(cli: Cli, store_ur
                     assert address not in str(value).lower(), f"plaintext left in {table}"
                     assert "Nordmann" not in str(value), f"name left in {table}"
         assert conn.execute(select(contacts.c.email_hash)).scalar_one() is not None
-    engine.dispose()
 
 
 def test_a_missing_secret_key_names_the_variable(cli: Cli) -> None:

@@ -4,12 +4,12 @@ on both stores."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import Engine, insert, select
 
 from campaigns.schema import (
     PLAINTEXT_COLUMNS,
@@ -21,11 +21,12 @@ from campaigns.schema import (
 from suppression.keys import Hasher
 from suppression.register import name_address_key
 from suppression.schema import ledger_entries
+from tests.clock import TODAY, UTC_NOW
 from tests.conftest import ORG_NAME, SECRET, Cli
 from tests.integration.test_register import plaintext_left
-from worker import db
 
 pytestmark = pytest.mark.integration
+
 
 EMAIL = "ola.nordmann@example.com"
 PHONE = "+4741234567"
@@ -33,10 +34,10 @@ FIRST, LAST, STREET, POSTAL, CITY = "Ola", "Nordmann", "Fjellveien 12", "5019", 
 HASHER = Hasher(SECRET.encode())
 
 
-def add_person(store_url: str, *, customer: bool = False) -> dict[str, int]:
-    """Ola as lead intake would store him: a contact, its source and a partner consent."""
-    now = datetime.now(UTC)
-    engine = db.engine_for(store_url)
+def add_person(engine: Engine, *, customer: bool = False) -> dict[str, int]:
+    """Ola as lead intake would store him at the suite's instant: a contact, its source
+    and a partner consent given ten days before."""
+    now = UTC_NOW
     with engine.begin() as conn:
         contact_id = conn.execute(
             insert(contacts)
@@ -102,7 +103,6 @@ def add_person(store_url: str, *, customer: bool = False) -> dict[str, int]:
                     imported_at=now,
                 )
             )
-    engine.dispose()
     return {"contact": int(contact_id), "consent": int(consent_id)}
 
 
@@ -116,14 +116,15 @@ def explain(cli: Cli, *identity: str) -> dict[str, Any]:
 def load_register(cli: Cli, tmp_path: Path, content: str) -> None:
     path = tmp_path / "register.csv"
     path.write_text(content, encoding="utf-8")
-    result = cli("register", "load", str(path), "--date", date.today().isoformat())
+    result = cli("register", "load", str(path), "--date", TODAY.isoformat())
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.travel  # TP-2 (today's snapshot is fresh) and ES-5 (the consent's age)
 def test_explain_shows_each_channels_decision_with_its_rule_and_evidence(
-    cli: Cli, store_url: str, tmp_path: Path
+    cli: Cli, engine: Engine, tmp_path: Path
 ) -> None:
-    ids = add_person(store_url)
+    ids = add_person(engine)
     cli(
         "suppress",
         "add",
@@ -139,7 +140,7 @@ def test_explain_shows_each_channels_decision_with_its_rule_and_evidence(
     load_register(cli, tmp_path, "telefon;reservasjon\n41234567;telefon\n")
     payload = explain(cli, "--email", EMAIL)
     decisions = payload["decisions"]
-    today = date.today().isoformat()
+    today = TODAY.isoformat()
     assert decisions["email"] == {
         "allowed": True,
         "decision": "send",
@@ -180,27 +181,29 @@ def test_explain_shows_each_channels_decision_with_its_rule_and_evidence(
     assert [s["source"] for s in payload["sources"]] == ["partner:boligpartner"]
 
 
-def test_explain_finds_the_same_person_by_phone(cli: Cli, store_url: str) -> None:
-    add_person(store_url)
+def test_explain_finds_the_same_person_by_phone(cli: Cli, engine: Engine) -> None:
+    add_person(engine)
     by_phone = explain(cli, "--phone", "0047 412 34 567")
     assert by_phone["contact"]["email"] == EMAIL
     assert by_phone["decisions"] == explain(cli, "--email", EMAIL)["decisions"]
 
 
+@pytest.mark.travel  # TP-2 and TP-3: today's snapshot, a contract active today
 def test_explain_names_the_customer_exception_for_a_registered_customer(
-    cli: Cli, store_url: str, tmp_path: Path
+    cli: Cli, engine: Engine, tmp_path: Path
 ) -> None:
-    add_person(store_url, customer=True)
+    add_person(engine, customer=True)
     load_register(cli, tmp_path, "telefon;reservasjon\n41234567;telefon\n")
     call = explain(cli, "--email", EMAIL)["decisions"]["call"]
     assert (call["allowed"], call["rule"], call["basis"]) == (True, "TP-3", "customer_exception")
     assert "customer:C-1001" in call["evidence"]
 
 
+@pytest.mark.travel  # TP-2
 def test_explain_without_a_register_snapshot_refuses_calls_by_tp_2(
-    cli: Cli, store_url: str
+    cli: Cli, engine: Engine
 ) -> None:
-    add_person(store_url)
+    add_person(engine)
     call = explain(cli, "--email", EMAIL)["decisions"]["call"]
     assert (call["allowed"], call["decision"], call["rule"]) == (
         False,
@@ -216,15 +219,15 @@ def test_explain_of_a_stranger_says_there_is_no_consent(cli: Cli) -> None:
     assert not payload["decisions"]["email"]["allowed"]
 
 
-def test_explain_without_json_prints_the_rules(cli: Cli, store_url: str) -> None:
-    add_person(store_url)
+def test_explain_without_json_prints_the_rules(cli: Cli, engine: Engine) -> None:
+    add_person(engine)
     result = cli("explain", "--email", EMAIL)
     assert result.exit_code == 0, result.output
     assert "ES-1" in result.output and "TP-2" in result.output
 
 
-def test_an_objection_shows_as_all_1_on_every_channel(cli: Cli, store_url: str) -> None:
-    add_person(store_url)
+def test_an_objection_shows_as_all_1_on_every_channel(cli: Cli, engine: Engine) -> None:
+    add_person(engine)
     cli("suppress", "add", "--email", EMAIL, "--reason", "objection", "--source", "mailbox")
     decisions = explain(cli, "--phone", PHONE)["decisions"]
     assert {d["rule"] for d in decisions.values()} == {"ALL-1"}
@@ -237,26 +240,24 @@ def test_an_objection_shows_as_all_1_on_every_channel(cli: Cli, store_url: str) 
 PLAINTEXT = [EMAIL, PHONE, "41234567", FIRST + " ", LAST, STREET, "boligpartner.example.no"]
 
 
-def test_forget_keeps_the_no_and_leaves_no_plaintext(cli: Cli, store_url: str) -> None:
-    add_person(store_url)
-    assert plaintext_left(db.engine_for(store_url), [EMAIL, LAST, STREET])  # there before
+def test_forget_keeps_the_no_and_leaves_no_plaintext(cli: Cli, engine: Engine) -> None:
+    add_person(engine)
+    assert plaintext_left(engine, [EMAIL, LAST, STREET])  # there before
     result = cli("forget", "--email", "Ola.Nordmann@Example.com", "--json")
     assert result.exit_code == 0, result.output
     counts = json.loads(result.output)
     assert counts["contacts_cleared"] == 1 and counts["consents_deleted"] == 1
     assert cli("suppress", "check", "--email", EMAIL).exit_code == 1
     assert cli("suppress", "check", "--phone", "412 34 567").exit_code == 1
-    engine = db.engine_for(store_url)
     assert plaintext_left(engine, PLAINTEXT) == []
     with engine.connect() as conn:
         assert conn.execute(select(contacts.c.email_hash)).scalar_one() is not None
         reasons = {r.reason for r in conn.execute(select(ledger_entries))}
-    engine.dispose()
     assert reasons == {"erasure"}
 
 
-def test_after_forget_explain_holds_nothing_but_the_no(cli: Cli, store_url: str) -> None:
-    add_person(store_url)
+def test_after_forget_explain_holds_nothing_but_the_no(cli: Cli, engine: Engine) -> None:
+    add_person(engine)
     cli("forget", "--phone", PHONE)
     payload = explain(cli, "--email", EMAIL)
     contact = payload["contact"]
@@ -269,14 +270,13 @@ def test_after_forget_explain_holds_nothing_but_the_no(cli: Cli, store_url: str)
 
 
 def test_a_later_import_of_a_forgotten_person_with_a_new_consent_is_still_suppressed(
-    cli: Cli, store_url: str
+    cli: Cli, engine: Engine
 ) -> None:
-    ids = add_person(store_url)
+    ids = add_person(engine)
     cli("forget", "--email", EMAIL)
     # What a later partner import does for the same address: plaintext and a fresh consent
     # on the contact (ALL-4: the hashed no still stands; ALL-5: an import lifts nothing).
-    now = datetime.now(UTC)
-    engine = db.engine_for(store_url)
+    now = UTC_NOW
     with engine.begin() as conn:
         conn.execute(contacts.update().where(contacts.c.id == ids["contact"]).values(email=EMAIL))
         conn.execute(
@@ -292,7 +292,6 @@ def test_a_later_import_of_a_forgotten_person_with_a_new_consent_is_still_suppre
                 recorded_at=now,
             )
         )
-    engine.dispose()
     decisions = explain(cli, "--email", EMAIL)["decisions"]
     assert (decisions["email"]["allowed"], decisions["email"]["rule"]) == (False, "ALL-1")
     assert cli("suppress", "check", "--email", EMAIL).exit_code == 1
@@ -304,8 +303,8 @@ def test_forgetting_a_stranger_still_records_the_no(cli: Cli) -> None:
     assert cli("suppress", "check", "--email", "stranger@example.com").exit_code == 1
 
 
-def test_forgetting_twice_adds_nothing_the_second_time(cli: Cli, store_url: str) -> None:
-    add_person(store_url)
+def test_forgetting_twice_adds_nothing_the_second_time(cli: Cli, engine: Engine) -> None:
+    add_person(engine)
     first = json.loads(cli("forget", "--email", EMAIL, "--json").output)
     again = json.loads(cli("forget", "--email", EMAIL, "--json").output)
     assert first["ledger_entries_added"] == 3  # email, phone, name+address

@@ -718,8 +718,9 @@ def spawn() -> Iterator[Any]:
 
     yield run
     for process in started:
-        process.terminate()
-        assert process.wait(timeout=10) == 0
+        with process:  # closes its stdout pipe, whatever the assertion says
+            process.terminate()
+            assert process.wait(timeout=10) == 0
 
 
 @pytest.mark.timeout(60)

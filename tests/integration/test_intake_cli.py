@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from tests import partner_files
 from tests.conftest import Cli
-from tests.partner_files import person
+from tests.partner_files import CONSENT_AT, person
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,8 @@ ROWS = [
     person(1),
     person(2),
     person(3, Mobil="123"),
-    person(1, Samtykke_tidspunkt="01.04.2025 10:00"),
+    # person 1 again, with a consent the partner recorded a week earlier
+    person(1, Samtykke_tidspunkt=(CONSENT_AT - timedelta(weeks=1)).strftime("%d.%m.%Y %H:%M")),
 ]
 
 
@@ -172,6 +174,7 @@ def test_customers_import_with_alarm_contacts_prints_both_summaries(
     assert cli("suppress", "check", "--phone", "41234567").exit_code == 1
 
 
+@pytest.mark.travel
 def test_leads_notice_due_and_purge_report_in_json(
     cli: Cli, partners_file: Path, tmp_path: Path
 ) -> None:

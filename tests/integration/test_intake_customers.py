@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,11 +26,14 @@ from suppression.policy import (
     decide,
 )
 from suppression.schema import ledger_entries
-from tests import partner_files
+from tests import clock, partner_files
 from tests.partner_files import e164, person
 
 pytestmark = pytest.mark.integration
-NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+NOW = clock.NOW  # the import's (and the policy's) moment
+# Kari's contract runs two years on; the ended one ended a month ago (dates as the CRM writes them).
+CONTRACT_END = clock.TODAY + timedelta(days=730)
+ENDED = clock.TODAY - timedelta(days=30)
 CRM_HEADER = (
     "kundenummer;fornavn;etternavn;e-post;mobil;adresse;postnummer;poststed;"
     "kontraktstatus;kontrakt_slutt;produktkategorier;e-post_kilde;reservasjon_tilbudt\n"
@@ -47,7 +50,10 @@ def alarm_file(path: Path, *rows: str) -> Path:
     return path
 
 
-KARI = "K-1;Kari;Sæther;kari@example.no;912 34 567;Løkkeveien 3;0253;Oslo;aktiv;31.12.2027;alarm, smarthus;salg;ja"
+KARI = (
+    "K-1;Kari;Sæther;kari@example.no;912 34 567;Løkkeveien 3;0253;Oslo;aktiv;"
+    f"{CONTRACT_END:%d.%m.%Y};alarm, smarthus;salg;ja"
+)
 
 
 def count(engine: Engine, table: object) -> int:
@@ -55,6 +61,7 @@ def count(engine: Engine, table: object) -> int:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
 
 
+@pytest.mark.travel
 def test_a_customer_from_the_crm_may_get_email_about_a_similar_product_by_soft_opt_in_es2(
     engine: Engine, hasher: Hasher, policy_config: PolicyConfig, tmp_path: Path
 ) -> None:
@@ -64,7 +71,7 @@ def test_a_customer_from_the_crm_may_get_email_about_a_similar_product_by_soft_o
         person_ = people.find(conn, hasher, email_identity("kari@example.no"))
         facts, register = people.facts(conn, hasher, person_, "email")
     assert person_.customer is not None
-    assert person_.customer["contract_end"] == date(2027, 12, 31)
+    assert person_.customer["contract_end"] == CONTRACT_END
     decision = decide("email", "alarm", facts, register, policy_config, now=NOW)
     assert (decision.decision, decision.basis) == (SEND, BASIS_SOFT_OPT_IN)
     other = decide("email", "insurance", facts, register, policy_config, now=NOW)
@@ -75,12 +82,12 @@ def test_a_known_customer_id_is_updated_from_a_newer_export(
     engine: Engine, hasher: Hasher, tmp_path: Path
 ) -> None:
     import_customer_files(engine, hasher, crm_file(tmp_path / "crm1.csv", KARI), now=NOW)
-    ended = KARI.replace("aktiv;31.12.2027", "avsluttet;01.05.2025")
+    ended = KARI.replace(f"aktiv;{CONTRACT_END:%d.%m.%Y}", f"avsluttet;{ENDED:%d.%m.%Y}")
     outcome = import_customer_files(engine, hasher, crm_file(tmp_path / "crm2.csv", ended), now=NOW)
     assert (outcome.customers_added, outcome.customers_updated) == (0, 1)
     with engine.connect() as conn:
         row = conn.execute(select(customers)).one()._mapping
-    assert (row["contract_status"], row["contract_end"]) == ("ended", date(2025, 5, 1))
+    assert (row["contract_status"], row["contract_end"]) == ("ended", ENDED)
     assert count(engine, contacts) == 1
 
 
@@ -144,6 +151,7 @@ def test_reimporting_the_alarm_contacts_adds_nothing(
     assert count(engine, ledger_entries) == 2
 
 
+@pytest.mark.travel
 def test_a_lead_whose_phone_is_an_alarm_contacts_is_excluded_by_the_policy_all3(
     engine: Engine, hasher: Hasher, policy_config: PolicyConfig, tmp_path: Path
 ) -> None:

@@ -4,7 +4,7 @@ Each test runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,11 +22,11 @@ from suppression.keys import Hasher
 from suppression.ledger import Ledger
 from suppression.policy import PolicyConfig
 from suppression.schema import ledger_entries
-from tests import partner_files
-from tests.partner_files import e164, person
+from tests import clock, partner_files
+from tests.partner_files import CONSENT_AT, e164, person
 
 pytestmark = pytest.mark.integration
-NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+NOW = clock.NOW  # the import's moment
 
 
 def run(
@@ -174,7 +174,8 @@ def test_a_lead_from_two_partners_is_one_contact_with_both_sources_and_consents(
 def test_a_person_twice_in_one_file_is_one_contact_and_counted_as_a_duplicate(
     engine: Engine, hasher: Hasher, policy_config: PolicyConfig, tmp_path: Path
 ) -> None:
-    rows = [person(1), person(2), person(1, Samtykke_tidspunkt="13.03.2025 10:00")]
+    earlier = (CONSENT_AT - timedelta(weeks=1)).strftime("%d.%m.%Y %H:%M")  # another consent
+    rows = [person(1), person(2), person(1, Samtykke_tidspunkt=earlier)]
     result = run(engine, hasher, policy_config, partner_files.write(tmp_path / "a.csv", rows))
     assert (result.accepted, result.new_contacts, result.duplicates, result.merged) == (3, 2, 1, 0)
     assert count(engine, contacts) == 2
@@ -224,7 +225,7 @@ def test_an_import_never_writes_the_ledger_nor_lifts_a_suppression_all5(
     ident = phone_identity(e164(1))
     with engine.begin() as conn:
         Ledger(conn, hasher).add(
-            hasher.hash(ident), "phone", scope="all", reason="objection", source="test"
+            hasher.hash(ident), "phone", scope="all", reason="objection", source="test", now=NOW
         )
     before = count(engine, ledger_entries)
     run(engine, hasher, policy_config, partner_files.write(tmp_path / "a.csv", [person(1)]))

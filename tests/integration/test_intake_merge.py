@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,11 @@ from suppression.identity import email_identity
 from suppression.keys import Hasher
 from suppression.ledger import ERASURE, Ledger
 from suppression.policy import PolicyConfig
-from tests import partner_files
+from tests import clock, partner_files
 from tests.partner_files import person
 
 pytestmark = pytest.mark.integration
-NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+NOW = clock.NOW  # the imports' (and the purge's and the erasure's) moment
 
 
 @dataclass(frozen=True)
@@ -211,9 +211,10 @@ def test_a_contact_that_consents_or_sources_refer_to_cannot_be_deleted(
         assert conn.execute(select(contacts.c.id)).scalars().all() == [kept]
 
 
-def postgresql_only(engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has one writer at a time: these transactions cannot interleave")
+# SQLite has one writer at a time: the transactions of these tests cannot interleave
+# there, so they run on PostgreSQL only (the store fixture with its one PostgreSQL param;
+# collected once, as [postgresql], never skipped).
+postgresql_only = pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 
 
 def waiting_for_a_lock(engine: Engine, pid: int) -> None:
@@ -228,10 +229,12 @@ def waiting_for_a_lock(engine: Engine, pid: int) -> None:
     raise AssertionError("the other transaction never waited for the lock")
 
 
+@pytest.mark.travel  # the purge's retention period (GD-2)
+@postgresql_only
 def test_a_purge_that_waited_for_an_import_joining_the_lead_fails_instead_of_orphaning_it(
     engine: Engine, hasher: Hasher
 ) -> None:
-    postgresql_only(engine)
+    assert engine.dialect.name == "postgresql"
     long_ago = NOW - timedelta(days=400)
     lead = incoming(hasher, 1, 1, 0, 1)
     with engine.begin() as conn:
@@ -281,10 +284,11 @@ def test_a_purge_that_waited_for_an_import_joining_the_lead_fails_instead_of_orp
         assert conn.execute(select(contacts.c.id)).scalars().all() == [contact_id]
 
 
+@postgresql_only
 def test_a_contact_committed_after_the_import_read_the_keys_is_merged_not_duplicated(
     engine: Engine, hasher: Hasher, policy_config: PolicyConfig, tmp_path: Path
 ) -> None:
-    postgresql_only(engine)
+    assert engine.dialect.name == "postgresql"
     path = partner_files.write(tmp_path / "leads.csv", [person(n) for n in range(1, 6)])
     email = "lead4@example.no"
     committed: list[int] = []
@@ -371,11 +375,12 @@ def _in_a_thread(engine: Engine, work: Any) -> tuple[threading.Thread, dict[str,
     return thread, out
 
 
+@postgresql_only
 def test_two_imports_filling_one_contact_keep_both_fills(engine: Engine, hasher: Hasher) -> None:
     """The second import waits for the first and merges into what it committed, instead of
     writing back the contact as it read it (which would drop the name and address the
     first one filled: they are no key, so a FOR KEY SHARE read would not wait)."""
-    postgresql_only(engine)
+    assert engine.dialect.name == "postgresql"
     with engine.begin() as conn:
         (contact_id,) = Merger(conn, hasher.key_id, NOW).merge(
             [incoming(hasher, 1, None, None, None)]
@@ -425,12 +430,13 @@ def test_a_later_batch_looks_up_only_after_the_writes_an_earlier_batch_submitted
     assert tuple(row) == (first, "+4741000001")
 
 
+@postgresql_only
 def test_an_erasure_waits_for_an_import_joining_the_person_and_erases_what_it_wrote(
     engine: Engine, hasher: Hasher
 ) -> None:
     """ALL-4: an import that joined the person before the erasure cannot bring back a
     plaintext or leave a consent record behind; the phone it added is suppressed too."""
-    postgresql_only(engine)
+    assert engine.dialect.name == "postgresql"
     email = "lead1@example.no"
     with engine.begin() as conn:
         (contact_id,) = Merger(conn, hasher.key_id, NOW).merge([incoming(hasher, 1, None, 1, 1)])
@@ -455,7 +461,7 @@ def test_an_erasure_waits_for_an_import_joining_the_person_and_erases_what_it_wr
         )
         erasing, out = _in_a_thread(
             engine,
-            lambda conn: people.forget(conn, hasher, email_identity(email), actor="test"),
+            lambda conn: people.forget(conn, hasher, email_identity(email), now=NOW, actor="test"),
         )
         waiting_for_a_lock(engine, out["pid"])
     erasing.join(timeout=30)

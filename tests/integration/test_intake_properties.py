@@ -3,7 +3,6 @@ answers with a result, never a crash, and a file is stored whole or not at all."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,10 @@ from campaigns.sources.partner import LeadFormat
 from suppression.keys import Hasher
 from suppression.policy import PolicyConfig
 from suppression.schema import ledger_entries
-from tests import partner_files
+from tests import clock, partner_files
 
 pytestmark = pytest.mark.integration
-NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+NOW = clock.NOW  # the import's moment
 TABLES = (imports, import_errors, contacts, contact_sources, consent_records, ledger_entries)
 HUGE = 140_000  # past the csv module's field limit (131,072)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,11 +18,14 @@ from suppression.keys import Hasher
 from suppression.ledger import Ledger
 from suppression.policy import PolicyConfig
 from suppression.schema import ledger_entries
-from tests import partner_files
+from tests import clock, partner_files
 from tests.partner_files import e164, person
 
-pytestmark = pytest.mark.integration
-T0 = datetime(2025, 4, 10, 9, 0, tzinfo=UTC)  # after the consent times of tests.partner_files
+pytestmark = [pytest.mark.integration, pytest.mark.travel]
+# The first import: the suite's instant, after the consent times of tests.partner_files.
+# In UTC, so that `T0 + timedelta(days=n)` is n days of real time, as the retention
+# periods are counted, whatever DST does in between.
+T0 = clock.UTC_NOW
 
 
 def lead_import(
@@ -106,7 +109,9 @@ def test_partner_leads_never_converted_are_deleted_after_the_period_keeping_the_
     with engine.begin() as conn:
         # person 1 objected: the no must outlive the data (ALL-4)
         key = hasher.hash(phone_identity(e164(1)))
-        Ledger(conn, hasher).add(key, "phone", scope="all", reason="objection", source="test")
+        Ledger(conn, hasher).add(
+            key, "phone", scope="all", reason="objection", source="test", now=T0
+        )
         # person 2 was contacted lawfully later: the period runs from that contact
         conn.execute(
             update(contacts)

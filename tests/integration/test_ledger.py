@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -11,10 +11,12 @@ from suppression.identity import email_identity, phone_identity
 from suppression.keys import Hasher
 from suppression.ledger import OBJECTION, UNSUBSCRIBE, Ledger, LedgerError, default_event
 from suppression.schema import ledger_entries
+from tests.clock import NOW, OSLO, UTC_NOW
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+# When the events happened: a month before they are recorded at the suite's instant.
+T0 = UTC_NOW - timedelta(days=30)
 OLA = email_identity("ola.nordmann@example.com")
 KARI = phone_identity("41234567")
 
@@ -35,10 +37,10 @@ def test_the_same_source_event_added_twice_is_one_row(engine: Engine, hasher: Ha
     with engine.begin() as conn:
         ledger = Ledger(conn, hasher)
         first = ledger.add(
-            hasher.hash(OLA), "email", scope="email", reason=UNSUBSCRIBE, source="link"
+            hasher.hash(OLA), "email", scope="email", reason=UNSUBSCRIBE, source="link", now=NOW
         )
         again = ledger.add(
-            hasher.hash(OLA), "email", scope="email", reason=UNSUBSCRIBE, source="link"
+            hasher.hash(OLA), "email", scope="email", reason=UNSUBSCRIBE, source="link", now=NOW
         )
     assert (first, again) == (True, False)
     assert _count(engine) == 1
@@ -56,6 +58,7 @@ def test_the_same_event_in_a_later_transaction_is_still_one_row(
                 reason=UNSUBSCRIBE,
                 source="twilio",
                 source_event="SM0123",
+                now=NOW,
             )
     assert _count(engine) == 1
 
@@ -71,6 +74,7 @@ def test_a_new_event_from_the_same_source_is_a_new_row(engine: Engine, hasher: H
                 reason=UNSUBSCRIBE,
                 source="twilio",
                 source_event=event,
+                now=NOW,
             )
     assert _count(engine) == 2
 
@@ -114,6 +118,7 @@ def test_recording_more_never_changes_an_earlier_row(engine: Engine, hasher: Has
             source="mailbox",
             occurred_at=T0,
             evidence_ref="mail:1",
+            now=NOW,
         )
     before = _rows(engine)
     with engine.begin() as conn:
@@ -127,6 +132,7 @@ def test_recording_more_never_changes_an_earlier_row(engine: Engine, hasher: Has
             source="mailbox",
             occurred_at=T0 + timedelta(days=1),
             evidence_ref="mail:2",
+            now=NOW,
         )
         ledger.add(
             key,
@@ -137,6 +143,7 @@ def test_recording_more_never_changes_an_earlier_row(engine: Engine, hasher: Has
             source="web",
             evidence_ref="consent:7",
             occurred_at=T0 + timedelta(days=2),
+            now=NOW,
         )
     after = _rows(engine)
     assert after[: len(before)] == before
@@ -166,6 +173,7 @@ def test_all_5_a_consent_without_evidence_or_channel_is_refused(
             reason="consent",
             source="web",
             evidence_ref=evidence,
+            now=NOW,
         )
     assert _count(engine) == 0
 
@@ -179,7 +187,7 @@ def test_an_unknown_scope_or_kind_is_refused_naming_the_field(
     kwargs: dict[str, str] = {"scope": "email", "kind": "suppression", field: value}
     with engine.begin() as conn, pytest.raises(LedgerError, match=f"^{field}:"):
         Ledger(conn, hasher).add(
-            hasher.hash(OLA), "email", reason=UNSUBSCRIBE, source="x", **kwargs
+            hasher.hash(OLA), "email", reason=UNSUBSCRIBE, source="x", **kwargs, now=NOW
         )
 
 
@@ -191,12 +199,14 @@ def test_a_naive_time_is_refused(engine: Engine, hasher: Hasher) -> None:
             scope="email",
             reason=UNSUBSCRIBE,
             source="x",
-            occurred_at=datetime(2026, 3, 1, 12, 0),
+            occurred_at=T0.replace(tzinfo=None),
+            now=NOW,
         )
 
 
 def test_status_reads_back_times_in_utc_oldest_first(engine: Engine, hasher: Hasher) -> None:
-    oslo_time = datetime.fromisoformat("2026-03-01T13:00:00+01:00")
+    oslo_time = T0.astimezone(OSLO)  # T0 as Oslo writes it, +01:00 or +02:00
+    assert oslo_time.utcoffset() != timedelta(0)
     with engine.begin() as conn:
         ledger = Ledger(conn, hasher)
         ledger.add(
@@ -206,6 +216,7 @@ def test_status_reads_back_times_in_utc_oldest_first(engine: Engine, hasher: Has
             reason=UNSUBSCRIBE,
             source="b",
             occurred_at=T0 + timedelta(hours=1),
+            now=NOW,
         )
         ledger.add(
             hasher.hash(OLA),
@@ -214,6 +225,7 @@ def test_status_reads_back_times_in_utc_oldest_first(engine: Engine, hasher: Has
             reason=UNSUBSCRIBE,
             source="a",
             occurred_at=oslo_time,
+            now=NOW,
         )
     with engine.connect() as conn:
         status = Ledger(conn, hasher).status("email", OLA.value)
@@ -228,7 +240,9 @@ def test_all_5_through_the_store_a_later_consent_lifts_one_channel_only(
     key = hasher.hash(OLA)
     with engine.begin() as conn:
         ledger = Ledger(conn, hasher)
-        ledger.add(key, "email", scope="all", reason=UNSUBSCRIBE, source="link", occurred_at=T0)
+        ledger.add(
+            key, "email", scope="all", reason=UNSUBSCRIBE, source="link", occurred_at=T0, now=NOW
+        )
         ledger.add(
             key,
             "email",
@@ -238,6 +252,7 @@ def test_all_5_through_the_store_a_later_consent_lifts_one_channel_only(
             source="web",
             evidence_ref="consent:12",
             occurred_at=T0 + timedelta(days=3),
+            now=NOW,
         )
         ledger.add(
             key,
@@ -248,6 +263,7 @@ def test_all_5_through_the_store_a_later_consent_lifts_one_channel_only(
             source="web",
             evidence_ref="consent:11",
             occurred_at=T0 - timedelta(days=3),
+            now=NOW,
         )
     with engine.connect() as conn:
         status = Ledger(conn, hasher).status("email", OLA.value)
@@ -261,7 +277,12 @@ def test_all_1_through_the_store_an_objection_stops_every_scope(
 ) -> None:
     with engine.begin() as conn:
         Ledger(conn, hasher).add(
-            hasher.hash(KARI), "phone", scope="phone", reason=OBJECTION, source="call_outcome"
+            hasher.hash(KARI),
+            "phone",
+            scope="phone",
+            reason=OBJECTION,
+            source="call_outcome",
+            now=NOW,
         )
     with engine.connect() as conn:
         status = Ledger(conn, hasher).status("phone", KARI.value)
@@ -273,7 +294,7 @@ def test_all_2_through_the_store_a_channel_opt_out_stops_that_channel(
 ) -> None:
     with engine.begin() as conn:
         Ledger(conn, hasher).add(
-            hasher.hash(KARI), "phone", scope="sms", reason=UNSUBSCRIBE, source="twilio"
+            hasher.hash(KARI), "phone", scope="sms", reason=UNSUBSCRIBE, source="twilio", now=NOW
         )
     with engine.connect() as conn:
         status = Ledger(conn, hasher).status("phone", KARI.value)
@@ -285,7 +306,7 @@ def test_entries_made_under_a_previous_key_still_match_after_rotation(
 ) -> None:
     with engine.begin() as conn:
         Ledger(conn, hasher).add(
-            hasher.hash(OLA), "email", scope="all", reason=UNSUBSCRIBE, source="link"
+            hasher.hash(OLA), "email", scope="all", reason=UNSUBSCRIBE, source="link", now=NOW
         )
     rotated = Hasher(b"a-brand-new-secret-key-0123456789", previous=[hasher.secret])
     with engine.connect() as conn:

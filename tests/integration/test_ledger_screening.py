@@ -4,7 +4,7 @@ back, with their ledger entries and register reservations, whatever path the siz
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,10 +16,12 @@ from suppression.keys import Hasher
 from suppression.ledger import ALARM_CONTACT, OBJECTION, UNSUBSCRIBE, Ledger, Status
 from suppression.register import active_snapshot, load_snapshot, lookup
 from suppression.screening import Hit, Reservation, screen
+from tests.clock import NOW, TODAY, UTC_NOW
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+# The entries happened over the days after T0, all before the suite's instant.
+T0 = UTC_NOW - timedelta(days=30)
 PEOPLE = 5_000  # above screening.SMALL: the COPY path on PostgreSQL
 RESERVATIONS = {0: "telefon", 1: "post", 2: "begge"}
 
@@ -49,6 +51,7 @@ def _fill(conn: Connection, hasher: Hasher, tmp_path: Path) -> list[bytes]:
             reason=UNSUBSCRIBE,
             source="link",
             occurred_at=T0 + timedelta(minutes=i),
+            now=NOW,
         )
         if i % 49 == 0:
             ledger.add(
@@ -58,13 +61,14 @@ def _fill(conn: Connection, hasher: Hasher, tmp_path: Path) -> list[bytes]:
                 reason=OBJECTION,
                 source="mailbox",
                 occurred_at=T0 - timedelta(days=1),
+                now=NOW,
             )
     lines = ["telefon;reservasjon"] + [
         f"{phone(i)};{RESERVATIONS[(i // 5) % 3]}" for i in range(0, PEOPLE, 5)
     ]
     path = tmp_path / "register.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    load_snapshot(conn, hasher, path, date.today())
+    load_snapshot(conn, hasher, path, TODAY, now=NOW)
     return [hasher.digest("phone", phone(i)) for i in range(PEOPLE)]
 
 
@@ -150,6 +154,7 @@ def test_without_a_snapshot_only_the_ledger_answers(engine: Engine, hasher: Hash
             scope="sms",
             reason=UNSUBSCRIBE,
             source="link",
+            now=NOW,
         )
         found = dict(screen(conn, digests))
     assert list(found) == [digests[3]]
@@ -217,6 +222,7 @@ def test_ledger_screen_gives_the_status_of_each_hit(
             scope="all",
             reason=ALARM_CONTACT,
             source="crm",
+            now=NOW,
         )
         found = dict(Ledger(conn, hasher).screen(digests))
     assert set(found) == {digests[i] for i in range(PEOPLE) if in_ledger(i) or i == 1}

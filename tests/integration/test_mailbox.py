@@ -20,10 +20,13 @@ from suppression.identity import email_identity
 from suppression.keys import Hasher
 from suppression.ledger import Ledger
 from suppression.schema import ledger_entries, review_items
+from tests.clock import TestClock
 from tests.conftest import Cli
 from tests.imap_server import Dovecot
+from worker import settings
 
 pytestmark = pytest.mark.integration
+
 
 DONE = "Avmeldinger/Håndtert"
 DONE_ENCODED = "Avmeldinger/H&AOU-ndtert"
@@ -93,7 +96,12 @@ def open_items(engine: Engine) -> list[review.ReviewItem]:
 
 
 def test_opt_out_mails_are_recorded_for_the_sender_and_moved_to_the_done_folder(
-    dovecot: Dovecot, user: str, config: MailboxConfig, engine: Engine, hasher: Hasher
+    dovecot: Dovecot,
+    user: str,
+    config: MailboxConfig,
+    engine: Engine,
+    hasher: Hasher,
+    clock: TestClock,
 ) -> None:
     dovecot.deliver(user, mail("Ola Nordmann <ola@example.com>", "Avmelding", "Avmeld meg, takk."))
     dovecot.deliver(user, mail("kari@example.com", "Hei", "Ikke kontakt meg igjen.\n\nKari"))
@@ -109,7 +117,7 @@ def test_opt_out_mails_are_recorded_for_the_sender_and_moved_to_the_done_folder(
         ),
     )
 
-    report = mailbox.check(engine, hasher, config)
+    report = mailbox.check(engine, hasher, config, now=clock)
 
     assert (report.read, report.moved) == (5, 5)
     assert suppressed(engine, hasher, "ola@example.com", "email")
@@ -124,32 +132,47 @@ def test_opt_out_mails_are_recorded_for_the_sender_and_moved_to_the_done_folder(
 
 
 def test_a_second_pass_finds_nothing_and_changes_nothing(
-    dovecot: Dovecot, user: str, config: MailboxConfig, engine: Engine, hasher: Hasher
+    dovecot: Dovecot,
+    user: str,
+    config: MailboxConfig,
+    engine: Engine,
+    hasher: Hasher,
+    clock: TestClock,
 ) -> None:
     dovecot.deliver(user, mail("ola@example.com", "Stopp", ""))
-    mailbox.check(engine, hasher, config)
-    again = mailbox.check(engine, hasher, config)
+    mailbox.check(engine, hasher, config, now=clock)
+    again = mailbox.check(engine, hasher, config, now=clock)
     assert again.read == 0
     assert len(entries(engine)) == 1
 
 
 def test_a_mail_recorded_but_not_yet_moved_is_recorded_once(
-    dovecot: Dovecot, user: str, config: MailboxConfig, engine: Engine, hasher: Hasher
+    dovecot: Dovecot,
+    user: str,
+    config: MailboxConfig,
+    engine: Engine,
+    hasher: Hasher,
+    clock: TestClock,
 ) -> None:
     """As after a crash between the commit and the move: the same mail is read again."""
     raw = mail("ola@example.com", "unsubscribe", "", message_id="<same-mail@example.com>")
     dovecot.deliver(user, raw)
-    first = mailbox.check(engine, hasher, config)
+    first = mailbox.check(engine, hasher, config, now=clock)
     assert first.outcomes == {"suppressed": 1}, first
     dovecot.deliver(user, raw)
-    report = mailbox.check(engine, hasher, config)
+    report = mailbox.check(engine, hasher, config, now=clock)
     assert report.outcomes == {"already_recorded": 1}
     assert len(entries(engine)) == 1
     assert len(dovecot.messages(user, DONE_ENCODED)) == 2
 
 
 def test_the_quoted_campaign_in_a_reply_does_not_count_as_the_senders_words(
-    dovecot: Dovecot, user: str, config: MailboxConfig, engine: Engine, hasher: Hasher
+    dovecot: Dovecot,
+    user: str,
+    config: MailboxConfig,
+    engine: Engine,
+    hasher: Hasher,
+    clock: TestClock,
 ) -> None:
     body = (
         "Hva koster kameraet?\n\n"
@@ -157,7 +180,7 @@ def test_the_quoted_campaign_in_a_reply_does_not_count_as_the_senders_words(
         "> Vil du ikke ha flere tilbud? Avmeld deg her.\n"
     )
     dovecot.deliver(user, mail("ola@example.com", "SV: Stopp tyven!", body))
-    mailbox.check(engine, hasher, config)
+    mailbox.check(engine, hasher, config, now=clock)
     assert entries(engine) == []
     (item,) = open_items(engine)
     assert item.kind == "mail_unclear"
@@ -165,7 +188,12 @@ def test_the_quoted_campaign_in_a_reply_does_not_count_as_the_senders_words(
 
 
 def test_an_html_only_mail_is_read_as_text(
-    dovecot: Dovecot, user: str, config: MailboxConfig, engine: Engine, hasher: Hasher
+    dovecot: Dovecot,
+    user: str,
+    config: MailboxConfig,
+    engine: Engine,
+    hasher: Hasher,
+    clock: TestClock,
 ) -> None:
     msg = EmailMessage()
     msg["From"] = "ola@example.com"
@@ -177,37 +205,42 @@ def test_an_html_only_mail_is_read_as_text(
         subtype="html",
     )
     dovecot.deliver(user, msg.as_bytes())
-    mailbox.check(engine, hasher, config)
+    mailbox.check(engine, hasher, config, now=clock)
     assert suppressed(engine, hasher, "ola@example.com", "email")
 
 
 def test_an_erasure_request_names_the_sender_until_a_person_resolves_it(
-    dovecot: Dovecot, user: str, config: MailboxConfig, engine: Engine, hasher: Hasher
+    dovecot: Dovecot,
+    user: str,
+    config: MailboxConfig,
+    engine: Engine,
+    hasher: Hasher,
+    clock: TestClock,
 ) -> None:
     dovecot.deliver(user, mail("per@example.com", "Slett meg", "Takk."))
-    mailbox.check(engine, hasher, config)
+    mailbox.check(engine, hasher, config, now=clock)
     (item,) = open_items(engine)
     assert item.kind == "erasure_request"
     assert "per@example.com" in item.text  # the reviewer runs `outreach forget --email ...`
     with engine.begin() as conn:
-        resolved, _ = review.resolve(conn, hasher, item.id, "objection", actor="dpo")
+        resolved, _ = review.resolve(conn, hasher, item.id, "objection", actor="dpo", now=clock())
     assert "per@example.com" not in resolved.text
     assert (resolved.resolution, resolved.resolved_by) == ("objection", "dpo")
     assert suppressed(engine, hasher, "per@example.com", "phone")  # ALL-1 since the mail
 
 
 def test_a_wrong_password_is_named_without_any_address(
-    config: MailboxConfig, engine: Engine, hasher: Hasher
+    config: MailboxConfig, engine: Engine, hasher: Hasher, clock: TestClock
 ) -> None:
     bad = MailboxConfig(
         host=config.host, port=config.port, user=config.user, password="wrong", ssl=False
     )
     with pytest.raises(MailboxError, match="IMAP_USER/IMAP_PASSWORD"):
-        mailbox.check(engine, hasher, bad)
+        mailbox.check(engine, hasher, bad, now=clock)
 
 
 def test_a_closed_port_is_named_as_the_host_setting(
-    config: MailboxConfig, engine: Engine, hasher: Hasher
+    config: MailboxConfig, engine: Engine, hasher: Hasher, clock: TestClock
 ) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -216,7 +249,7 @@ def test_a_closed_port_is_named_as_the_host_setting(
         host="127.0.0.1", port=port, user="x", password="y", ssl=False, timeout=5
     )
     with pytest.raises(MailboxError, match="IMAP_HOST"):
-        mailbox.check(engine, hasher, closed)
+        mailbox.check(engine, hasher, closed, now=clock)
 
 
 def test_moving_works_without_the_move_extension_too(dovecot: Dovecot, user: str) -> None:
@@ -303,7 +336,6 @@ def test_check_mailbox_without_imap_settings_does_nothing(cli: Cli) -> None:
 def test_the_clock_job_reads_the_mailbox_with_the_settings(
     mailbox_cli: Cli, dovecot: Dovecot, user: str, store_url: str, hasher: Hasher
 ) -> None:
-    from worker import settings
     from worker.commands.review import check_mailbox
     from worker.context import Context
 
@@ -315,7 +347,7 @@ def test_the_clock_job_reads_the_mailbox_with_the_settings(
 
 
 def test_an_imap_error_mid_way_is_a_mailbox_error(
-    config: MailboxConfig, engine: Engine, hasher: Hasher
+    config: MailboxConfig, engine: Engine, hasher: Hasher, clock: TestClock
 ) -> None:
     missing = MailboxConfig(
         host=config.host,
@@ -327,15 +359,20 @@ def test_an_imap_error_mid_way_is_a_mailbox_error(
         timeout=10,
     )
     with pytest.raises(MailboxError, match="IMAP_FOLDER"):
-        mailbox.check(engine, hasher, missing)
+        mailbox.check(engine, hasher, missing, now=clock)
 
 
 def test_erasure_clears_the_texts_of_the_persons_review_items(
-    dovecot: Dovecot, user: str, config: MailboxConfig, engine: Engine, hasher: Hasher
+    dovecot: Dovecot,
+    user: str,
+    config: MailboxConfig,
+    engine: Engine,
+    hasher: Hasher,
+    clock: TestClock,
 ) -> None:
     dovecot.deliver(user, mail("per@example.com", "Slett meg", "Hilsen Per Hansen"))
     dovecot.deliver(user, mail("nils@example.com", "Hmm", "Kan jeg slippe?"))
-    mailbox.check(engine, hasher, config)
+    mailbox.check(engine, hasher, config, now=clock)
     with engine.begin() as conn:
         cleared = review.clear_texts(conn, hasher.all_digests("email", "per@example.com"))
     assert cleared == 1

@@ -5,7 +5,7 @@ and a bad file replaces nothing, naming the line and the field."""
 from __future__ import annotations
 
 import hashlib
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,11 +23,13 @@ from suppression.register import (
     name_address_key,
 )
 from suppression.schema import register_entries, register_snapshots
+from tests.clock import NOW, TODAY
 
 pytestmark = pytest.mark.integration
 
-FIRST = date(2026, 3, 2)
-SECOND = date(2026, 4, 1)
+# The snapshots' dates: an older wash and today's, both loaded at the suite's instant.
+SECOND = TODAY
+FIRST = SECOND - timedelta(days=30)
 
 
 def plaintext_left(engine: Engine, needles: list[str]) -> list[tuple[str, str]]:
@@ -52,7 +54,7 @@ def write(tmp_path: Path, content: str | bytes, name: str = "register.csv") -> P
 
 def load(engine: Engine, hasher: Hasher, path: Path, day: date = FIRST) -> None:
     with engine.begin() as conn:
-        load_snapshot(conn, hasher, path, day)
+        load_snapshot(conn, hasher, path, day, now=NOW)
 
 
 def hit(engine: Engine, hasher: Hasher, e164: str) -> RegisterHit | None:
@@ -76,7 +78,7 @@ def test_a_load_keeps_the_date_the_sha256_and_the_counts(
     )
     path = write(tmp_path, content)
     with engine.begin() as conn:
-        snap = load_snapshot(conn, hasher, path, FIRST)
+        snap = load_snapshot(conn, hasher, path, FIRST, now=NOW)
     assert snap.snapshot_date == FIRST
     assert snap.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     # Counts are of stored keys: the last row gives a phone key and a name+address key.

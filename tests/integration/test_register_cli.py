@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from tests.clock import TODAY
 from tests.conftest import Cli
 
 pytestmark = pytest.mark.integration
 
+
 GOOD = "telefon;reservasjon\n+47 412 34 567;telefon\n41234568;begge\n"
+# Snapshot dates: an older wash and today's (the commands run at the suite's instant).
+FIRST = (TODAY - timedelta(days=30)).isoformat()
+SECOND = TODAY.isoformat()
 
 
 def test_register_load_reports_date_checksum_and_counts_as_json(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "register.csv"
     path.write_text(GOOD, encoding="utf-8")
-    result = cli("register", "load", str(path), "--date", "2026-03-02", "--json")
+    result = cli("register", "load", str(path), "--date", FIRST, "--json")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
-    assert payload["snapshot_date"] == "2026-03-02"
+    assert payload["snapshot_date"] == FIRST
     assert payload["sha256"] == hashlib.sha256(GOOD.encode()).hexdigest()
     assert (payload["rows"], payload["phone_reservations"], payload["post_reservations"]) == (
         2,
@@ -30,14 +35,14 @@ def test_register_load_reports_date_checksum_and_counts_as_json(cli: Cli, tmp_pa
         1,
     )
     status = json.loads(cli("register", "status", "--json").output)
-    assert status["snapshot_date"] == "2026-03-02"
+    assert status["snapshot_date"] == FIRST
     assert status["sha256"] == payload["sha256"]
 
 
 def test_register_load_without_json_says_what_it_loaded(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "register.csv"
     path.write_text(GOOD, encoding="utf-8")
-    result = cli("register", "load", str(path), "--date", date.today().isoformat())
+    result = cli("register", "load", str(path), "--date", SECOND)
     assert result.exit_code == 0, result.output
     assert "2 keys" in result.output
 
@@ -47,15 +52,15 @@ def test_a_bad_register_file_exits_2_naming_the_line_and_field_and_keeps_the_old
 ) -> None:
     good = tmp_path / "good.csv"
     good.write_text(GOOD, encoding="utf-8")
-    assert cli("register", "load", str(good), "--date", "2026-03-02").exit_code == 0
+    assert cli("register", "load", str(good), "--date", FIRST).exit_code == 0
     bad = tmp_path / "bad.csv"
     bad.write_text("telefon;reservasjon\n41234569;telefon\n41234570;kanskje\n", encoding="utf-8")
-    result = cli("register", "load", str(bad), "--date", "2026-04-01")
+    result = cli("register", "load", str(bad), "--date", SECOND)
     assert result.exit_code == 2
     assert "line 3, reservasjon" in result.output
     assert "41234570" not in result.output
     status = json.loads(cli("register", "status", "--json").output)
-    assert status["snapshot_date"] == "2026-03-02"
+    assert status["snapshot_date"] == FIRST
 
 
 def test_register_load_needs_a_valid_date(cli: Cli, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from campaigns.sources.partners_config import PartnerConfig, SftpConfig
 from suppression.keys import Hasher
 from suppression.policy import PolicyConfig
 from tests import partner_files
+from tests.clock import NOW, TestClock
 from tests.partner_files import person
 from tests.sftp_server import SftpServer, known_hosts_line, new_key, sftp_server
 
@@ -57,22 +59,35 @@ def partner_for(server: SftpServer, **changes: object) -> PartnerConfig:
 
 
 class Poller:
+    """Polls the partner as the clock process does: a poll a minute, from the test clock."""
+
     def __init__(
-        self, engine: Engine, hasher: Hasher, policy: PolicyConfig, partner: PartnerConfig
+        self,
+        engine: Engine,
+        hasher: Hasher,
+        policy: PolicyConfig,
+        partner: PartnerConfig,
+        clock: TestClock,
     ) -> None:
         self.engine, self.hasher, self.policy, self.partner = engine, hasher, policy, partner
+        self.clock = clock
 
     def __call__(self) -> PollResult:
-        result = poll_partner(self.engine, self.hasher, self.policy, self.partner)
+        result = poll_partner(self.engine, self.hasher, self.policy, self.partner, now=self.clock())
+        self.clock.advance(timedelta(minutes=1))
         assert result.error is None, result.error
         return result
 
 
 @pytest.fixture
 def poller(
-    engine: Engine, hasher: Hasher, policy_config: PolicyConfig, server: SftpServer
+    engine: Engine,
+    hasher: Hasher,
+    policy_config: PolicyConfig,
+    server: SftpServer,
+    clock: TestClock,
 ) -> Poller:
-    return Poller(engine, hasher, policy_config, partner_for(server))
+    return Poller(engine, hasher, policy_config, partner_for(server), clock)
 
 
 def count(engine: Engine, table: object) -> int:
@@ -201,7 +216,7 @@ def test_a_crash_between_commit_and_move_never_imports_twice(
     # The poller's import committed, then the process died before the move:
     committed = import_lead_file(
         engine, hasher, policy_config, poller.partner.source, poller.partner.lead_format, inbox_file,
-        filename="leads.csv",
+        filename="leads.csv", now=poller.clock(),
     )  # fmt: skip
     assert committed.status == IMPORTED
     (root / "inbox" / "leads.csv.done").touch()
@@ -243,7 +258,9 @@ def test_a_changed_host_key_refuses_to_connect_and_says_so(
     pinned.write_text(known_hosts_line(server.host, server.port, new_key()))
     partner_files.write(root / "inbox" / "leads.csv", ROWS)
     (root / "inbox" / "leads.csv.done").touch()
-    result = poll_partner(engine, hasher, policy_config, partner_for(server, known_hosts=pinned))
+    result = poll_partner(
+        engine, hasher, policy_config, partner_for(server, known_hosts=pinned), now=NOW
+    )
     assert result.error is not None and "does not match the key pinned" in result.error
     assert not result.ok and result.files == []
     assert (root / "inbox" / "leads.csv").exists()
@@ -255,7 +272,9 @@ def test_an_unknown_host_key_refuses_to_connect_and_says_so(
 ) -> None:
     pinned = tmp_path / "known_hosts"
     pinned.write_text(known_hosts_line("sftp.example.no", 22, new_key()))
-    result = poll_partner(engine, hasher, policy_config, partner_for(server, known_hosts=pinned))
+    result = poll_partner(
+        engine, hasher, policy_config, partner_for(server, known_hosts=pinned), now=NOW
+    )
     assert result.error is not None and "is not pinned" in result.error
 
 
@@ -264,7 +283,9 @@ def test_a_key_the_server_does_not_know_is_refused(
 ) -> None:
     stranger = tmp_path / "stranger_ed25519"
     stranger.write_bytes(new_key().export_private_key("openssh"))
-    result = poll_partner(engine, hasher, policy_config, partner_for(server, private_key=stranger))
+    result = poll_partner(
+        engine, hasher, policy_config, partner_for(server, private_key=stranger), now=NOW
+    )
     assert result.error is not None and "refused our key" in result.error
 
 
@@ -275,6 +296,6 @@ def test_a_partner_nobody_listens_for_fails_within_the_timeout_and_others_are_st
     good = partner_for(server)
     partner_files.write(root / "inbox" / "leads.csv", ROWS)
     (root / "inbox" / "leads.csv.done").touch()
-    results = poll(engine, hasher, policy_config, {"borte": closed, "boligpartner": good})
+    results = poll(engine, hasher, policy_config, {"borte": closed, "boligpartner": good}, now=NOW)
     assert results[0].error is not None and "cannot reach" in results[0].error
     assert results[1].ok and [f.outcome for f in results[1].files] == [ARCHIVED]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, insert, text
@@ -14,6 +13,7 @@ from suppression import tokens
 from suppression.identity import email_identity
 from suppression.keys import Hasher
 from suppression.schema import unsubscribe_tokens
+from tests.clock import UTC_NOW
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,9 @@ OLA = email_identity("ola.nordmann@example.com")
 
 def _issue(engine: Engine, hasher: Hasher, campaign_id: int | None = 7) -> str:
     with engine.begin() as conn:
-        return tokens.issue(conn, hasher, hasher.hash(OLA), "email", "email", campaign_id)
+        return tokens.issue(
+            conn, hasher, hasher.hash(OLA), "email", "email", campaign_id, now=UTC_NOW
+        )
 
 
 def test_an_issued_token_resolves_to_its_hashed_identity(engine: Engine, hasher: Hasher) -> None:
@@ -86,7 +88,7 @@ def test_tokens_stay_short_for_ids_beyond_2_40(engine: Engine, hasher: Hasher) -
                     key_id="x",
                     identity_kind="email",
                     channel="email",
-                    created_at=datetime.now(UTC),
+                    created_at=UTC_NOW,
                 )
             )
     token = _issue(engine, hasher)
@@ -99,7 +101,7 @@ def test_tokens_stay_short_for_ids_beyond_2_40(engine: Engine, hasher: Hasher) -
 def test_a_token_still_resolves_after_the_person_is_forgotten(
     engine: Engine, hasher: Hasher
 ) -> None:
-    now = datetime.now(UTC)
+    now = UTC_NOW
     with engine.begin() as conn:
         conn.execute(
             insert(contacts).values(
@@ -116,7 +118,7 @@ def test_a_token_still_resolves_after_the_person_is_forgotten(
         )
     token = _issue(engine, hasher)
     with engine.begin() as conn:
-        people.forget(conn, hasher, OLA, actor="test")
+        people.forget(conn, hasher, OLA, now=UTC_NOW, actor="test")
     with engine.connect() as conn:
         target = tokens.resolve(conn, hasher, token)
     assert target is not None

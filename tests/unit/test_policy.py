@@ -33,12 +33,13 @@ from suppression.policy import (
     RegisterFacts,
     decide,
 )
+from tests import clock
 
 ORG_NAME = "Trygg Hjem Alarm AS"
 ORG_NUMBER = "999999999"
 CONFIG = PolicyConfig(organisation_name=ORG_NAME, organisation_number=ORG_NUMBER)
-# A Tuesday at noon in Oslo (CET), in the middle of a month.
-NOW = datetime(2026, 3, 10, 11, 0, tzinfo=UTC)
+# The suite's instant (tests.clock): the policy decides at whatever moment it is given.
+NOW = clock.NOW
 KEY = b"\x01" * 32
 
 _ids = itertools.count(1)
@@ -105,13 +106,26 @@ def person(**changes: Any) -> PersonFacts:
 def fresh_register(
     *, reserved_phone: bool = False, reserved_post: bool = False, now: datetime = NOW
 ) -> RegisterFacts:
-    """A snapshot dated and loaded the day before `now`, same calendar month."""
-    loaded = now - timedelta(days=1)
+    """A snapshot dated and loaded at the start of `now`'s day in Oslo: fresh (TP-2),
+    whatever day of the month it is."""
+    loaded = clock.at(now.astimezone(clock.OSLO).date(), 0)
     return RegisterFacts(loaded.date(), loaded, reserved_phone, reserved_post)
 
 
 NO_REGISTER = RegisterFacts(None, None)
-TODAY: date = NOW.date()
+TODAY: date = clock.TODAY  # NOW's date in Oslo
+
+
+def first_of_next_month(day: date) -> date:
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def month_of_31_days(after: date = TODAY) -> tuple[date, date]:
+    """The first and the last day of the first month of 31 days from `after`'s month on."""
+    first = after.replace(day=1)
+    while (first_of_next_month(first) - timedelta(days=1)).day != 31:
+        first = first_of_next_month(first)
+    return first, first_of_next_month(first) - timedelta(days=1)
 
 
 def decide_now(
@@ -405,14 +419,17 @@ def test_es_2_a_single_past_purchase_is_not_an_active_contract() -> None:
     assert not decide_now("email", person(customer=one_purchase)).allowed
 
 
+@pytest.mark.travel
 def test_es_2_a_contract_ending_today_is_still_active() -> None:
     assert decide_now("email", person(customer=customer(contract_end=TODAY))).allowed
 
 
+@pytest.mark.travel
 def test_es_2_the_end_date_is_read_in_oslo() -> None:
-    # 23:30 UTC on 10 March is already 11 March in Oslo: a contract ending 10 March has ended.
-    late = datetime(2026, 3, 10, 23, 30, tzinfo=UTC)
-    d = decide_now("email", person(customer=customer(contract_end=date(2026, 3, 10))), now=late)
+    # 00:30 in Oslo the day after the contract's end is still its end date in UTC: it has ended.
+    late = clock.at(TODAY + timedelta(days=1), 0, 30)
+    assert late.astimezone(UTC).date() == TODAY
+    d = decide_now("email", person(customer=customer(contract_end=TODAY)), now=late)
     assert not d.allowed
 
 
@@ -424,33 +441,40 @@ def test_es_2_a_valid_consent_is_preferred_as_the_basis() -> None:
 # --- ES-5 partner consent age ---------------------------------------------------------
 
 
+@pytest.mark.travel
 def test_es_5_partner_consent_older_than_180_days_is_not_used() -> None:
-    old = consent(reference="consent:old", given_at=NOW - timedelta(days=181))
+    old = consent(reference="consent:old", given_at=clock.days_ago(181))
     d = decide_now("email", person(consents=(old,)))
     assert d == Decision(False, EXCLUDED_CONSENT_TOO_OLD, "ES-5", "", ("consent:old",))
 
 
+@pytest.mark.travel
 def test_es_5_partner_consent_exactly_180_days_old_is_still_used() -> None:
-    d = decide_now("email", person(consents=(consent(given_at=NOW - timedelta(days=180)),)))
+    # 180 days of real time, whatever DST did in between (ES-5 counts elapsed time)
+    d = decide_now("email", person(consents=(consent(given_at=clock.days_ago(180)),)))
     assert (d.allowed, d.rule) == (True, "ES-1")
 
 
+@pytest.mark.travel
 def test_es_5_partner_consent_a_second_past_180_days_is_too_old() -> None:
-    aged = consent(given_at=NOW - timedelta(days=180, seconds=1))
+    aged = consent(given_at=clock.days_ago(180) - timedelta(seconds=1))
     assert decide_now("email", person(consents=(aged,))).rule == "ES-5"
 
 
+@pytest.mark.travel
 def test_es_5_the_customers_own_consent_does_not_age() -> None:
     own = consent(given_at=NOW - timedelta(days=3 * 365), from_partner=False, source="customer")
     assert decide_now("sms", person(consents=(own,))).allowed
 
 
+@pytest.mark.travel
 def test_es_5_the_age_limit_is_configurable() -> None:
     config = replace(CONFIG, partner_consent_max_age_days=30)
     who = person(consents=(consent(given_at=NOW - timedelta(days=31)),))
     assert decide_now("email", who, config=config).rule == "ES-5"
 
 
+@pytest.mark.travel
 def test_es_5_a_fresh_consent_is_used_when_an_older_one_is_too_old() -> None:
     who = person(
         consents=(
@@ -461,6 +485,7 @@ def test_es_5_a_fresh_consent_is_used_when_an_older_one_is_too_old() -> None:
     assert decide_now("email", who).evidence == ("consent:new",)
 
 
+@pytest.mark.travel
 def test_es_5_soft_opt_in_still_applies_when_the_partner_consent_is_too_old() -> None:
     who = person(consents=(consent(given_at=NOW - timedelta(days=400)),), customer=customer())
     assert decide_now("email", who).rule == "ES-2"
@@ -502,12 +527,14 @@ def test_tp_1_the_register_does_not_decide_email_or_sms() -> None:
 
 
 @pytest.mark.parametrize("channel", ["call", "post"])
+@pytest.mark.travel
 def test_tp_2_without_a_snapshot_calls_and_post_are_excluded(channel: str) -> None:
     d = decide_now(channel, everyone_may_be_contacted(), NO_REGISTER)
     assert (d.allowed, d.decision, d.rule) == (False, EXCLUDED_REGISTER_STALE, "TP-2")
     assert d.evidence == ("no register snapshot is loaded",)
 
 
+@pytest.mark.travel
 def test_tp_2_a_snapshot_loaded_more_than_30_days_ago_is_stale() -> None:
     loaded = NOW - timedelta(days=31)
     d = decide_now("call", person(), RegisterFacts(loaded.date(), loaded))
@@ -515,32 +542,39 @@ def test_tp_2_a_snapshot_loaded_more_than_30_days_ago_is_stale() -> None:
     assert "31 days" in d.evidence[0]
 
 
+@pytest.mark.travel
 def test_tp_2_a_snapshot_loaded_30_days_ago_in_the_same_month_is_fresh() -> None:
-    now = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
-    loaded = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+    first, last = month_of_31_days()
+    now, loaded = clock.at(last, 14), clock.at(first, 9)
     assert decide_now("call", person(), RegisterFacts(loaded.date(), loaded), now=now).allowed
 
 
+@pytest.mark.travel
 def test_tp_2_a_snapshot_from_yesterday_in_an_earlier_month_is_stale() -> None:
-    now = datetime(2026, 4, 1, 8, 0, tzinfo=UTC)
-    loaded = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+    first = first_of_next_month(TODAY)
+    now, loaded = clock.at(first, 10), clock.at(first - timedelta(days=1), 14)
     d = decide_now("post", person(), RegisterFacts(loaded.date(), loaded), now=now)
     assert (d.decision, d.rule) == (EXCLUDED_REGISTER_STALE, "TP-2")
     assert "earlier calendar month" in d.evidence[0]
 
 
+@pytest.mark.travel
 def test_tp_2_an_old_snapshot_loaded_today_is_still_stale() -> None:
-    d = decide_now("call", person(), RegisterFacts(date(2026, 2, 27), NOW))
+    last_month = TODAY.replace(day=1) - timedelta(days=2)  # at most 33 days before today
+    d = decide_now("call", person(), RegisterFacts(last_month, NOW))
     assert d.rule == "TP-2"
 
 
+@pytest.mark.travel
 def test_tp_2_the_calendar_month_is_read_in_oslo() -> None:
-    # 22:30 UTC on 31 March is 00:30 on 1 April in Oslo (CEST).
-    loaded = datetime(2026, 3, 31, 22, 30, tzinfo=UTC)
-    now = datetime(2026, 4, 2, 9, 0, tzinfo=UTC)
-    assert decide_now("call", person(), RegisterFacts(date(2026, 4, 1), loaded), now=now).allowed
+    # 00:30 on the 1st in Oslo is still the last day of the month before in UTC.
+    first = first_of_next_month(TODAY)
+    loaded, now = clock.at(first, 0, 30), clock.at(first + timedelta(days=1), 11)
+    assert loaded.astimezone(UTC).date() < first
+    assert decide_now("call", person(), RegisterFacts(first, loaded), now=now).allowed
 
 
+@pytest.mark.travel
 def test_tp_2_a_stale_register_excludes_customers_too() -> None:
     d = decide_now("call", person(customer=customer()), NO_REGISTER)
     assert d.rule == "TP-2"
@@ -572,6 +606,7 @@ def test_tp_3_an_active_customer_may_be_called_about_a_similar_product_despite_t
     ],
     ids=["other product", "ended contract", "end date passed"],
 )
+@pytest.mark.travel
 def test_tp_3_the_exception_needs_an_active_relationship_about_the_product(
     changes: dict[str, Any],
 ) -> None:

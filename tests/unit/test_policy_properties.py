@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suppression.ledger import ALARM_CONTACT, CHANNEL_SCOPES, OBJECTION, REASONS, Entry, Status
 from suppression.policy import CHANNEL_SCOPE, CHANNELS, SEND, PersonFacts, RegisterFacts, decide
-from tests.unit.test_policy import CONFIG, KEY, NOW, consent, customer
+from tests.unit.test_policy import CONFIG, KEY, NOW, consent, customer, fresh_register
+
+# Consent ages (ES-5) and the register's freshness (TP-2) around the suite's instant.
+pytestmark = pytest.mark.travel
 
 RULE_ID = re.compile(r"(ALL|ES|TP|GD|EM|SM)-\d+|n/a")
 
@@ -63,10 +67,11 @@ people = st.builds(
     recent_contacts=st.integers(min_value=0, max_value=6),
     has_address=st.booleans(),
 )
+FRESH = fresh_register()
 registers = st.builds(
     RegisterFacts,
-    snapshot_date=st.sampled_from([None, (NOW - timedelta(days=1)).date()]),
-    loaded_at=st.sampled_from([None, NOW - timedelta(days=1)]),
+    snapshot_date=st.sampled_from([None, FRESH.snapshot_date]),
+    loaded_at=st.sampled_from([None, FRESH.loaded_at]),
     reserved_phone=st.booleans(),
     reserved_post=st.booleans(),
 )

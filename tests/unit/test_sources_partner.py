@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -29,9 +29,11 @@ from suppression.errors import FileRefused, RowError
 from suppression.keys import Hasher
 from suppression.policy import PolicyConfig
 from suppression.register import name_address_key
+from tests.clock import NOW, TODAY, at
 from tests.conftest import ORG_NAME, ORG_NUMBER
 
-NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+# A consent the partner dates tomorrow, at noon: after the reader's `now` (tests.clock.NOW).
+TOMORROW = at(TODAY + timedelta(days=1), 12).strftime("%d.%m.%Y %H:%M")
 HEADER = [
     "Fornavn",
     "Etternavn",
@@ -168,7 +170,7 @@ def test_a_partners_own_date_format_is_tried_first(hasher: Hasher) -> None:
         ("Samtykke_tidspunkt", "", REQUIRED),
         ("Samtykke_tidspunkt", "31.02.2025 10:00", "invalid_date"),
         ("Samtykke_tidspunkt", "i går", "invalid_date"),
-        ("Samtykke_tidspunkt", "01.06.2025 16:00", DATE_IN_FUTURE),
+        ("Samtykke_tidspunkt", TOMORROW, DATE_IN_FUTURE),
         ("Kanaler", "", REQUIRED),
         ("Kanaler", "e-post, fax", UNKNOWN_CHANNEL),
         ("Tekstversjon", "", REQUIRED),

@@ -90,7 +90,9 @@ def resolve(item_id: int, resolution: str, actor: str, as_json: bool) -> None:
     """Decide one item; an unsubscribe or objection is written to the ledger at once."""
     ctx = Context.load()
     with ctx.engine.begin() as conn:
-        item, added = review.resolve(conn, ctx.hasher, item_id, resolution, actor=actor)
+        item, added = review.resolve(
+            conn, ctx.hasher, item_id, resolution, actor=actor, now=ctx.clock()
+        )
     if as_json:
         emit_json({"item": item.as_dict(), "ledger_entry_added": added})
         return
