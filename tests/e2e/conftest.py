@@ -15,13 +15,12 @@ import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from suppression.calendar import OSLO
-from tests import partner_files
+from tests import clock, partner_files
 from tests.e2e import evidence
 from tests.e2e.stack import PARTNER, PG_HOST, PG_PORT, Stack, need_redis_server
 from tests.services import throwaway_postgres
@@ -57,8 +56,10 @@ def phone_spelling(n: int) -> str:
     return (national, f"+47 {spaced}", f"0047 {national}", spaced)[n % 4]
 
 
-def lead_rows() -> list[dict[str, str]]:
-    consent = (datetime.now(OSLO) - timedelta(days=2)).strftime("%d.%m.%Y %H:%M")
+def lead_rows(demo_start: datetime) -> list[dict[str, str]]:
+    """The partner's file: every group's leads, with a consent two days before the run's
+    demo time starts; and the rows without consent evidence."""
+    consent = clock.days_ago(2, since=demo_start).strftime("%d.%m.%Y %H:%M")
     rows = []
     for group in GROUPS.values():
         for n in group.numbers():
@@ -95,7 +96,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         proxy = contexts.enter_context(TcpProxy(PG_HOST, PG_PORT))
         s = Stack(root, url, sftp, proxy)
         contexts.callback(s.close)
-        evidence.start_summary({"logs": str(s.logs), "demo_now": s.demo_start.isoformat()})
+        evidence.start_summary(
+            {
+                "logs": str(s.logs),
+                "test_now": clock.NOW.isoformat(),
+                "demo_now": s.demo_start.isoformat(),
+            }
+        )
         s.write_partners_file()
         s.start_redis()
         s.cli("db", "upgrade")
@@ -111,7 +118,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def _partner_file_arrives(s: Stack, sftp_root: Path) -> None:
     """The partner uploads its spreadsheet export (Windows-1252, `;`) over SFTP; one poll
     imports it whole, archives it and writes the refused rows' report next to it."""
-    rows = lead_rows()
+    rows = lead_rows(s.demo_start)
     s.upload("leads-uke-47.csv", partner_files.render(rows, "excel_nb"))
     polled = json.loads(s.cli("partners", "poll", "--partner", PARTNER, "--json"))
     assert [f["outcome"] for f in polled[0]["files"]] == ["archived"], polled

@@ -199,8 +199,13 @@ def identities_in_logs(
 
 def start_summary(info: Mapping[str, Any]) -> None:
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    SUMMARY.write_text(json.dumps({"run": {"started": started, **info}, "scenarios": {}}, indent=2))
+    started = datetime.now(UTC)  # wall-clock: when the run really happened, for its reader
+    SUMMARY.write_text(
+        json.dumps(
+            {"run": {"started": started.isoformat(timespec="seconds"), **info}, "scenarios": {}},
+            indent=2,
+        )
+    )
 
 
 def record(scenario: str, figures: Mapping[str, Any]) -> None:

@@ -10,7 +10,8 @@ own process group (a SIGKILL takes a dramatiq worker and its children at once) a
 writes its stdout and stderr to a log file of the run, which the log test searches.
 
 Quiet hours (ES-6) would hold an SMS campaign at night, so every process gets
-OUTREACH_DEMO_NOW: a Tuesday morning, shifted by how long after the start of the run the
+OUTREACH_DEMO_NOW: a working day's 10:00 in Oslo at or after the suite's instant
+(tests.clock.working_morning), shifted by how long after the start of the run the
 process was started. Their clocks then run together, apart from each process's start-up
 time (a process's demo clock starts when it is first used). Times the test compares
 across processes are read from the fakes' logs and this process's clock, never from two
@@ -33,7 +34,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,8 @@ from sqlalchemy import Engine, create_engine, func, select
 from campaigns.campaign_schema import campaigns, recipients
 from campaigns.schema import contacts
 from suppression import tokens
-from suppression.calendar import OSLO, may_send_sms
 from suppression.keys import Hasher
+from tests.clock import working_morning
 from tests.conftest import ORG_NAME, ORG_NUMBER
 from tests.fakes.mailchimp import DEFAULT_API_KEY, DEFAULT_LIST_ID
 from tests.fakes.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
@@ -74,15 +75,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def sms_window_tuesday() -> datetime:
-    """The next Tuesday at 10:00 in Oslo inside the SMS window (ES-6: not a holiday)."""
-    day = datetime.now(OSLO).replace(hour=10, minute=0, second=0, microsecond=0)
-    while True:
-        day += timedelta(days=1)
-        if day.weekday() == 1 and may_send_sms(day):
-            return day.astimezone(UTC)
 
 
 def need_redis_server() -> str:
@@ -192,8 +184,9 @@ class Stack:
         self.hasher = Hasher(SECRET.encode())
         self.sftp = sftp
         self.proxy = proxy
-        self.demo_start = sms_window_tuesday()
-        self.real_start = datetime.now(UTC)
+        # The run's demo time starts on a working morning (ES-6: the SMS window is open).
+        self.demo_start = working_morning()
+        self.real_start = time.monotonic()  # the demo clocks run at the real pace from here
         self.redis_port = free_port()
         self.redis_server: Proc | None = None
         self.web_port = free_port()
@@ -214,7 +207,7 @@ class Stack:
     def env(self, **extra: str) -> dict[str, str]:
         """What an operator sets for every process (`.env` is not read: the processes run
         in a folder without one)."""
-        shift = datetime.now(UTC) - self.real_start
+        shift = timedelta(seconds=time.monotonic() - self.real_start)
         env = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN)}
         env.update(
             DATABASE_URL=self.database_url,

@@ -30,7 +30,7 @@ from tests.e2e import evidence
 from tests.e2e.conftest import GROUPS, used_identities
 from tests.e2e.stack import Recipient, Stack
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.travel]
 
 SMS_TEMPLATE = (
     "{{ organisation.name }}: 20 % på alarm i vinter! {{ source_notice }} "
@@ -52,7 +52,7 @@ DONE_WITHIN = 150  # seconds for a campaign to finish after a fault
 class Answer:
     recipient: Recipient
     status: int
-    at: float  # wall clock, when the answer was read
+    at: float  # wall clock, when the answer was read: compared with the fake's `t_wall`
 
 
 def one_click(client: httpx.Client, stack: Stack, r: Recipient) -> Answer:
@@ -63,7 +63,7 @@ def one_click(client: httpx.Client, stack: Stack, r: Recipient) -> Answer:
         ).status_code
     except httpx.HTTPError:
         status = 0
-    return Answer(r, status, time.time())
+    return Answer(r, status, time.time())  # wall-clock: compared with the fake's stamps
 
 
 def unsubscribe_paced(stack: Stack, chosen: Sequence[Recipient], seconds: float) -> list[Answer]:
@@ -355,7 +355,7 @@ def test_with_the_database_cut_off_the_link_answers_503_never_200_without_a_comm
             return len(answers)
 
     def post(client: httpx.Client, r: Recipient) -> None:
-        went = time.time()
+        went = time.time()  # wall-clock: compared with Answer.at
         answer = one_click(client, stack, r)
         with lock:
             answers.append((went, answer))
@@ -376,7 +376,7 @@ def test_with_the_database_cut_off_the_link_answers_503_never_200_without_a_comm
             health["during"] = client.get(f"{stack.web_url}/healthz").status_code
         finally:
             stack.proxy.restore()
-            restored_at = time.time()
+            restored_at = time.time()  # wall-clock: compared with Answer.at
             feeder.join()
     health["after"] = httpx.get(f"{stack.web_url}/healthz", timeout=10).status_code
 
