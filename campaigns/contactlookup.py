@@ -36,6 +36,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from campaigns.bulkcopy import copy_rows
 from campaigns.keyfilter import KeyFilter
+from campaigns.rekeying import Rotation
 from campaigns.schema import contacts, customers
 
 _EMAIL, _PHONE = 1, 2
@@ -134,9 +135,12 @@ class ContactLookup:
     """Finds and locks the contacts of a merge's batches within the caller's transaction,
     and tells those this import created (`remember`) from those it found."""
 
-    def __init__(self, conn: Connection, known: KeyFilter | None) -> None:
+    def __init__(
+        self, conn: Connection, known: KeyFilter | None, rotation: Rotation | None = None
+    ) -> None:
         self.conn = conn
         self.known = known
+        self.rotation = rotation
         self._own: list[tuple[int, int]] = []  # id ranges this import created, sorted
         if conn.dialect.name != "postgresql":
             conn.execute(text(_CREATE_KEYS))
@@ -157,6 +161,12 @@ class ContactLookup:
         locked FOR NO KEY UPDATE."""
         conn = self.conn
         known = self.known
+        if self.rotation is not None:
+            # Contacts under a previous key move to the current one first, so that the
+            # lookups below (current digests only) find them (campaigns.rekeying).
+            moved = self.rotation.before_lookup(batch)
+            if known is not None:
+                known.add_all(moved)
         emails = [r.email_hash for r in batch if r.email_hash is not None]
         phones = [r.phone_hash for r in batch if r.phone_hash is not None]
         if known is not None:

@@ -15,7 +15,7 @@ Both files go in one transaction: all of it or nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,13 +33,14 @@ from campaigns.importresult import (
     already_imported,
 )
 from campaigns.merge import DUPLICATE, MERGED, NEW, Merger
+from campaigns.rekeying import Rotation
 from campaigns.schema import contact_sources, customers, import_errors, imports
 from campaigns.sources import csvfile
 from campaigns.sources.crm import AlarmContact, AlarmContactReader, Customer, CustomerReader
 from campaigns.sources.partner import IDENTITY_CONFLICT
 from suppression.errors import FileRefused, RowError
-from suppression.keys import Hasher
-from suppression.ledger import ALARM_CONTACT, Ledger
+from suppression.keys import Hasher, KeyedHash
+from suppression.ledger import ALARM_CONTACT, Ledger, entry_rows
 
 CRM_SOURCE: Final = "crm"
 ALARM_SOURCE: Final = "crm:alarm_contacts"
@@ -183,7 +184,14 @@ def import_customers(
     if header is None:
         raise FileRefused(path.name, "empty_file: no header row")
     reader = CustomerReader(path.name, header[1], current_digest(hasher))
-    merger = Merger(conn, hasher.key_id, now, customer=True, authoritative=True)
+    merger = Merger(
+        conn,
+        hasher.key_id,
+        now,
+        customer=True,
+        authoritative=True,
+        rotation=Rotation.of(conn, hasher, now),
+    )
     errors: list[RowError] = []
     batch: list[Customer] = []
     for row, cells in records:
@@ -284,7 +292,14 @@ def import_alarm_contacts(
     header = next(records, None)
     if header is None:
         raise FileRefused(path.name, "empty_file: no header row")
-    reader = AlarmContactReader(path.name, header[1], current_digest(hasher))
+    reader = AlarmContactReader(
+        path.name,
+        header[1],
+        current_digest(hasher),
+        (lambda kind, value: hasher.keyed_all(kind, value)[1:])
+        if hasher.previous_key_ids
+        else None,
+    )
     ledger = Ledger(conn, hasher)
     errors: list[RowError] = []
     added = 0
@@ -296,7 +311,7 @@ def import_alarm_contacts(
 
     batch: list[dict[str, object]] = []
     for contact in entries():
-        batch.append(_exclusion(contact, hasher.key_id, now))
+        batch.extend(_exclusion(contact, hasher, now))
         if len(batch) >= BATCH:
             added += ledger.add_many(batch)
             batch = []
@@ -305,22 +320,24 @@ def import_alarm_contacts(
     return result, added
 
 
-def _exclusion(contact: AlarmContact, key_id: str, now: datetime) -> dict[str, object]:
+def _exclusion(contact: AlarmContact, hasher: Hasher, now: datetime) -> list[dict[str, object]]:
+    """The exclusion's rows: under the current key, and during a rotation under every
+    other configured key too (suppression.keys)."""
+    keys: Sequence[KeyedHash] = (KeyedHash(hasher.key_id, contact.digest), *contact.previous)
     # ALL-3: exclusion, not suppression: nothing ever lifts it (ALL-5).
-    return {
-        "key_hash": contact.digest,
-        "key_id": key_id,
-        "identity_kind": contact.identity_kind,
-        "kind": "exclusion",
-        "scope": "all",
-        "reason": ALARM_CONTACT,
-        "source": ALARM_SOURCE,
-        "source_event": f"alarm_contact:{contact.customer_id or 'unknown'}",
-        "evidence_ref": f"customer:{contact.customer_id}" if contact.customer_id else "",
-        "occurred_at": now,
-        "recorded_at": now,
-        "actor": "crm",
-    }
+    return entry_rows(
+        keys,
+        identity_kind=contact.identity_kind,
+        kind="exclusion",
+        scope="all",
+        reason=ALARM_CONTACT,
+        source=ALARM_SOURCE,
+        source_event=f"alarm_contact:{contact.customer_id or 'unknown'}",
+        evidence_ref=f"customer:{contact.customer_id}" if contact.customer_id else "",
+        occurred_at=now,
+        recorded_at=now,
+        actor="crm",
+    )
 
 
 __all__ = [

@@ -31,6 +31,7 @@ from campaigns.importresult import (
 from campaigns.keyfilter import contacts_upper_bound, load_contact_keys
 from campaigns.memory import collector_paused
 from campaigns.merge import DUPLICATE, MERGED, NEW, Merger
+from campaigns.rekeying import Rotation
 from campaigns.schema import import_errors, imports
 from campaigns.sources import csvfile
 from campaigns.sources.leadreader import LeadReader
@@ -179,6 +180,7 @@ def import_leads(
         now,
         partner_lead=True,
         known=known,
+        rotation=Rotation.of(conn, hasher, now),
         values=_CONTACT_VALUES,
         submit=writer.submit if writer is not None else None,
         drain=writer.drain if writer is not None else None,

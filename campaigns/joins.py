@@ -36,7 +36,7 @@ from campaigns.decisions import (
     tuples,
 )
 from campaigns.schema import contacts
-from suppression.ledger import Status, entry_from_values
+from suppression.ledger import Status, distinct_facts, entry_from_values
 from suppression.policy import RegisterFacts
 from suppression.register import Snapshot
 from suppression.schema import ledger_entries, register_entries
@@ -134,11 +134,13 @@ def ledger_hits(
                 if cid != current:
                     if current is not None:
                         status.entries.sort(key=lambda e: (e.occurred_at, e.id))
+                        status.entries = distinct_facts(status.entries)
                         yield current, status
                     current, status = cid, Status()
                 status.entries.append(found[int(entry_id)])
     if current is not None:
         status.entries.sort(key=lambda e: (e.occurred_at, e.id))
+        status.entries = distinct_facts(status.entries)
         yield current, status
 
 

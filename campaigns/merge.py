@@ -33,6 +33,7 @@ from sqlalchemy import Connection, bindparam, text, update
 from campaigns.bulkcopy import PreparedCopy
 from campaigns.contactlookup import FIELDS, UPDATE_COLUMNS, BatchContact, ContactLookup, Incoming
 from campaigns.keyfilter import KeyFilter
+from campaigns.rekeying import Rotation
 from campaigns.schema import contacts
 
 # Outcomes per row: stable strings.
@@ -69,6 +70,7 @@ class Merger:
         customer: bool = False,
         authoritative: bool = False,
         known: KeyFilter | None = None,
+        rotation: Rotation | None = None,
         values: Callable[[Any], Sequence[Any]] = _values,
         submit: Callable[[Task], None] | None = None,
         drain: Callable[[], None] | None = None,
@@ -88,7 +90,7 @@ class Merger:
         self.submit: Callable[[Task], None] = submit or _at_once
         self._drain = drain
         self.counts = {NEW: 0, MERGED: 0, DUPLICATE: 0, CONFLICT: 0}
-        self._lookup = ContactLookup(conn, known)
+        self._lookup = ContactLookup(conn, known, rotation)
 
     def close(self) -> None:
         """Drop the temporary table (PostgreSQL drops it at commit anyway)."""

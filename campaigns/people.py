@@ -6,6 +6,7 @@ the compliance officer (`explain`, GD-3) and cleared by `forget` (ALL-4).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -23,10 +24,10 @@ from campaigns.schema import (
 )
 from suppression import ledger as ledger_mod
 from suppression.identity import Identity
-from suppression.keys import Hasher
+from suppression.keys import Hasher, KeyedHash
 from suppression.ledger import Ledger, Status
 from suppression.policy import ConsentFacts, CustomerFacts, PersonFacts, RegisterFacts
-from suppression.register import active_snapshot, lookup
+from suppression.register import active_snapshot, lookup, name_address_key
 
 
 def _aware(moment: datetime) -> datetime:
@@ -157,9 +158,17 @@ def customer_from_values(
 
 
 def ledger_status(conn: Connection, hasher: Hasher, person: Person) -> Status:
-    """Ledger entries for every identity of the person (email, phone, name+address)."""
+    """Ledger entries for every identity of the person (email, phone, name+address).
+
+    For a contact, under the contact's key, as a launch reads them (every entry that
+    matches a contact exists under its key, suppression.keys); so `explain` names the
+    same entries as the launch's evidence. For an identity without a contact, under
+    every configured key."""
     digests = list(person.digests)
     if person.contact:
+        key_id = str(person.contact["key_id"])
+        ident = person.identity
+        digests = [hasher.digest(ident.kind, ident.value, key_id)] if hasher.knows(key_id) else []
         for col in ("email_hash", "phone_hash", "name_address_hash"):
             if person.contact.get(col):
                 digests.append(bytes(person.contact[col]))
@@ -171,6 +180,7 @@ def ledger_status(conn: Connection, hasher: Hasher, person: Person) -> Status:
                 seen.add(entry.id)
                 status.entries.append(entry)
     status.entries.sort(key=lambda e: (e.occurred_at, e.id))
+    status.entries = ledger_mod.distinct_facts(status.entries)
     return status
 
 
@@ -213,6 +223,15 @@ def facts(
     return person_facts, register
 
 
+def _name_address(contact: dict[str, Any]) -> str | None:
+    """The contact's name+address key as imports hash it, or None when erased."""
+    name = " ".join(p for p in (contact.get("first_name"), contact.get("last_name")) if p)
+    street, postal = contact.get("street"), contact.get("postal_code")
+    if not name or not street or not postal:
+        return None
+    return name_address_key(name, street, postal)
+
+
 def forget(
     conn: Connection,
     hasher: Hasher,
@@ -235,41 +254,55 @@ def forget(
     # behind and the import would write back the plaintext the erasure cleared.
     person = find(conn, hasher, ident, lock=True)
     ledger = Ledger(conn, hasher)
-    keyed: list[tuple[bytes, str]] = [(person.digests[0], ident.kind)]
+    # Every identity of the person, each under every key it can be hashed under: the
+    # plaintext ones under every configured key, an identity the contact holds only as
+    # a hash (erased before) under the contact's own key.
+    identities: list[tuple[str, Sequence[KeyedHash]]] = [(ident.kind, hasher.hash_all(ident))]
     if person.contact:
-        for col, kind in (
-            ("email_hash", "email"),
-            ("phone_hash", "phone"),
-            ("name_address_hash", "name_address"),
+        contact = person.contact
+        for col, kind, value in (
+            ("email_hash", "email", contact.get("email")),
+            ("phone_hash", "phone", contact.get("phone")),
+            ("name_address_hash", "name_address", _name_address(contact)),
         ):
-            value = person.contact.get(col)
-            if value is not None and (bytes(value), kind) not in keyed:
-                keyed.append((bytes(value), kind))
+            digest = contact.get(col)
+            if digest is None:
+                continue
+            keys: Sequence[KeyedHash] = (
+                hasher.keyed_all(kind, value)
+                if value
+                else (KeyedHash(str(contact["key_id"]), bytes(digest)),)
+            )
+            known = {k.digest for _kind, ks in identities for k in ks}
+            fresh = [k for k in keys if k.digest not in known]
+            if bytes(digest) not in known and all(k.digest != bytes(digest) for k in fresh):
+                fresh.append(KeyedHash(str(contact["key_id"]), bytes(digest)))
+            if fresh:
+                identities.append((kind, fresh))
     now = now.astimezone(UTC)
-    rows: list[dict[str, object]] = [
-        {
-            "key_hash": digest,
-            "key_id": hasher.key_id,
-            "identity_kind": kind,
-            "kind": "suppression",
-            "scope": "all",
-            "reason": ledger_mod.ERASURE,
-            "source": source,
-            "source_event": ledger_mod.default_event("suppression", "all", ledger_mod.ERASURE),
-            "evidence_ref": "",
-            "occurred_at": now,
-            "recorded_at": now,
-            "actor": actor,
-        }
-        for digest, kind in keyed
-    ]
+    rows: list[dict[str, object]] = []
+    for kind, keys in identities:
+        rows += ledger_mod.entry_rows(
+            keys,
+            identity_kind=kind,
+            kind="suppression",
+            scope="all",
+            reason=ledger_mod.ERASURE,
+            source=source,
+            source_event=ledger_mod.default_event("suppression", "all", ledger_mod.ERASURE),
+            evidence_ref="",
+            occurred_at=now,
+            recorded_at=now,
+            actor=actor,
+        )
     counts = {
         "ledger_entries_added": ledger.add_many(rows),
         "contacts_cleared": 0,
         "consents_deleted": 0,
     }
     # Review-queue items (mails, SMS) keep the text a person wrote: it goes too.
-    counts["review_texts_cleared"] = clear_texts(conn, [digest for digest, _kind in keyed])
+    digests = [k.digest for _kind, keys in identities for k in keys]
+    counts["review_texts_cleared"] = clear_texts(conn, digests)
     if person.contact:
         contact_id = person.contact["id"]
         counts["consents_deleted"] = conn.execute(

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from suppression.errors import OutreachError
+from suppression.identity import Identity
 from suppression.keys import Hasher, KeyedHash
 from suppression.schema import ledger_entries
 
@@ -91,6 +92,22 @@ class Status:
         return bool(self.blocking(channel_scope))
 
 
+def distinct_facts(entries: list[Entry]) -> list[Entry]:
+    """One entry per fact, the first of each: a no is stored under each of a person's
+    identities (an erasure, an objection) and, during a rotation, under each key; the
+    policy, `explain` and the launch's evidence count it once."""
+    if len(entries) < 2:
+        return entries
+    seen: set[tuple[object, ...]] = set()
+    kept = []
+    for e in entries:
+        fact = (e.kind, e.scope, e.reason, e.source, e.evidence_ref, e.occurred_at, e.actor)
+        if fact not in seen:
+            seen.add(fact)
+            kept.append(e)
+    return kept
+
+
 class LedgerError(OutreachError):
     pass
 
@@ -99,6 +116,31 @@ def _utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise LedgerError("ledger times must be timezone-aware")
     return moment.astimezone(UTC)
+
+
+def _check(row: dict[str, object]) -> None:
+    scope, kind = row.get("scope"), row.get("kind")
+    if scope not in SCOPES:
+        raise LedgerError(f"scope: unknown scope {scope!r}")
+    if kind not in KINDS:
+        raise LedgerError(f"kind: unknown kind {kind!r}")
+    if kind == "consent" and (scope == "all" or not row.get("evidence_ref")):
+        # ALL-5: only an explicit, evidenced consent for a channel can follow a no.
+        raise LedgerError("consent: needs a channel scope and a reference to its evidence")
+
+
+def entry_rows(keys: Sequence[KeyedHash], **fields: object) -> list[dict[str, object]]:
+    """One entry's rows under `keys` (the first is the entry, the rest copies of it that
+    name its key): how a no from a plaintext identity is written under every key."""
+    return [
+        {
+            **fields,
+            "key_hash": keyed.digest,
+            "key_id": keyed.key_id,
+            "origin_key_id": keys[0].key_id if n else None,
+        }
+        for n, keyed in enumerate(keys)
+    ]
 
 
 def default_event(kind: str, scope: str, reason: str) -> str:
@@ -115,31 +157,26 @@ class Ledger:
 
     def add(
         self,
-        key: KeyedHash,
+        key: KeyedHash | Identity,
         identity_kind: str,
         *,
         scope: str,
         reason: str,
         source: str,
+        now: datetime,
         kind: str = "suppression",
         source_event: str | None = None,
-        now: datetime,
         evidence_ref: str = "",
         occurred_at: datetime | None = None,
         actor: str = "system",
     ) -> bool:
         """Append one entry recorded at `now` (and occurred then, unless `occurred_at`
-        says when); returns False when this source event was recorded before."""
-        if scope not in SCOPES:
-            raise LedgerError(f"scope: unknown scope {scope!r}")
-        if kind not in KINDS:
-            raise LedgerError(f"kind: unknown kind {kind!r}")
-        if kind == "consent" and (scope == "all" or not evidence_ref):
-            # ALL-5: only an explicit, evidenced consent for a channel can follow a no.
-            raise LedgerError("consent: needs a channel scope and a reference to its evidence")
-        row = {
-            "key_hash": key.digest,
-            "key_id": key.key_id,
+        says when); returns False when this source event was recorded before.
+
+        Given an Identity (plaintext), the entry is written under every configured key
+        (`entry_rows`), so that it stops a contact stored under any of them; given a
+        KeyedHash (a token's, a contact's), under that key alone."""
+        fields: dict[str, object] = {
             "identity_kind": identity_kind,
             "kind": kind,
             "scope": scope,
@@ -151,18 +188,25 @@ class Ledger:
             "recorded_at": _utc(now),
             "actor": actor,
         }
-        return self.add_many([row]) == 1
+        keys = self.hasher.hash_all(key) if isinstance(key, Identity) else (key,)
+        return self.add_many(entry_rows(keys, **fields)) == 1
 
     def add_many(self, rows: Sequence[dict[str, object]]) -> int:
-        """Append rows, skipping source events already recorded; returns how many were new."""
+        """Append rows, skipping source events already recorded; returns how many new
+        entries there were (a copy under another key, `origin_key_id` set, is not one)."""
         if not rows:
             return 0
+        for row in rows:
+            _check(row)
         unique = ["key_hash", "source", "source_event"]
         insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
         stmt = insert(ledger_entries).on_conflict_do_nothing(index_elements=unique)
         # Count what RETURNING gives back: the driver's rowcount is -1 on PostgreSQL here.
-        result = self.conn.execute(stmt.returning(ledger_entries.c.id), list(rows))
-        return len(result.all())
+        result = self.conn.execute(
+            stmt.returning(ledger_entries.c.origin_key_id),
+            [{"origin_id": None, "origin_key_id": None, **row} for row in rows],
+        )
+        return sum(1 for (origin,) in result if origin is None)
 
     def status(self, kind: str, value: str) -> Status:
         """Every entry for one canonical identity, under every known key."""

@@ -107,6 +107,7 @@ def sniff_delimiter(header_line: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Row:
+    key_id: str
     digest: bytes
     identity_kind: str
     reserved_phone: bool
@@ -146,11 +147,14 @@ def _parse(text: str, hasher: Hasher, errors: list[RowError]) -> Iterator[_Row]:
             except InvalidIdentity as exc:
                 errors.append(RowError(line_no, "telefon", exc.reason))
                 continue
-            yield _Row(hasher.digest("phone", e164), "phone", *kinds)
+            # Under every configured key: a contact under an older key matches too.
+            for keyed in hasher.keyed_all("phone", e164):
+                yield _Row(keyed.key_id, keyed.digest, "phone", *kinds)
             produced = True
         if row.get("name") and row.get("address"):
             key = name_address_key(row["name"], row["address"], row.get("postal_code", ""))
-            yield _Row(hasher.digest("name_address", key), "name_address", *kinds)
+            for keyed in hasher.keyed_all("name_address", key):
+                yield _Row(keyed.key_id, keyed.digest, "name_address", *kinds)
             produced = True
         if not produced:
             errors.append(RowError(line_no, "telefon", "a row needs a phone or a name and address"))
@@ -189,18 +193,18 @@ def load_snapshot(
 
     def rows() -> Iterator[tuple[object, ...]]:
         for r in _parse(text, hasher, errors):
-            counts["rows"] += 1
-            counts["phone"] += r.reserved_phone
-            counts["post"] += r.reserved_post
-            yield (snapshot_id, r.digest, r.identity_kind, r.reserved_phone, r.reserved_post)
+            if r.key_id == hasher.key_id:  # counted once, whatever the keys
+                counts["rows"] += 1
+                counts["phone"] += r.reserved_phone
+                counts["post"] += r.reserved_post
+            yield (
+                snapshot_id, r.key_id, r.digest, r.identity_kind, r.reserved_phone,
+                r.reserved_post,
+            )  # fmt: skip
 
+    columns = ("snapshot_id", "key_id", "key_hash", "identity_kind", "reserved_phone")
     try:
-        insert_rows(
-            conn,
-            register_entries,
-            ("snapshot_id", "key_hash", "identity_kind", "reserved_phone", "reserved_post"),
-            rows(),
-        )
+        insert_rows(conn, register_entries, (*columns, "reserved_post"), rows())
     except InvalidIdentity as exc:  # the header: nothing was read past line 1
         raise FileRefused(str(path), f"line 1, {exc.field}: {exc.reason}") from None
     if errors:

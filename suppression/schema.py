@@ -51,6 +51,10 @@ ledger_entries = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("actor", String(80), nullable=False),
+    # A copy of entry `origin_id` (made under `origin_key_id`) under another key: the
+    # same no, written under every configured key or re-keyed (suppression.rotation).
+    Column("origin_id", Id, nullable=True),
+    Column("origin_key_id", String(16), nullable=True),
     UniqueConstraint("key_hash", "source", "source_event"),
     Index("ix_ledger_entries_key_hash", "key_hash"),
 )
@@ -74,11 +78,35 @@ register_entries = Table(
     metadata,
     Column("snapshot_id", Id, ForeignKey("register_snapshots.id"), nullable=False),
     Column("key_hash", LargeBinary(32), nullable=False),
+    # The key of this hash: a snapshot is written under every configured key. NULL in
+    # rows loaded before 0007 means the snapshot's own key_id.
+    Column("key_id", String(16), nullable=True),
     Column("identity_kind", String(16), nullable=False),  # phone | name_address
     Column("reserved_phone", Boolean, nullable=False),
     Column("reserved_post", Boolean, nullable=False),
     Index("ix_register_entries_key_hash", "key_hash"),
     Index("ix_register_entries_snapshot_id", "snapshot_id"),
+)
+
+# Every key id the store has held digests under (campaigns.keyring): a start-up whose
+# configured keys miss one that still has rows refuses to run, naming it.
+secret_keys = Table(
+    "secret_keys",
+    metadata,
+    Column("key_id", String(16), primary_key=True),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+)
+
+# A digest that was re-keyed: what holds the old one and is not re-hashed (a token, a
+# recipient of a running campaign) is followed to the new one (suppression.rotation).
+key_forwards = Table(
+    "key_forwards",
+    metadata,
+    Column("old_hash", LargeBinary(32), primary_key=True),
+    Column("old_key_id", String(16), nullable=False),
+    Column("new_hash", LargeBinary(32), nullable=False),
+    Column("new_key_id", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 unsubscribe_tokens = Table(

@@ -1,7 +1,8 @@
 """Time travel: run the suite with the test clock at other instants.
 
     python -m tests.travel            # the whole suite at every instant of tests.clock.TRAVEL
-    python -m tests.travel --subset   # the `travel`-marked tests at TRAVEL_IN_CI (make test)
+    python -m tests.travel --subset   # `travel`-marked tests, but the slow end-to-end
+                                      # ones, at TRAVEL_IN_CI (make test)
     python -m tests.travel --at 2028-01-15T09:00:00+01:00 [pytest args]
 
 Each run is a pytest process of its own with OUTREACH_TEST_NOW set (the clock is read
@@ -22,13 +23,16 @@ from tests.clock import ENV, TRAVEL, TRAVEL_IN_CI, parse
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.travel", description=__doc__)
-    parser.add_argument("--subset", action="store_true", help="only tests marked `travel`")
+    parser.add_argument(
+        "--subset", action="store_true", help="only tests marked `travel` and not `slow`"
+    )
     parser.add_argument("--at", action="append", default=[], help="an instant (repeatable)")
     args, pytest_args = parser.parse_known_args(argv)
     instants = args.at or list(TRAVEL_IN_CI if args.subset else TRAVEL)
     for text in instants:
         parse(text)  # a bad instant stops here, naming it, before any run
-    selection = ["-m", "travel"] if args.subset else []
+    # The whole-loop e2e (marked slow, minutes a run) travels in `make test-travel` only.
+    selection = ["-m", "travel and not slow"] if args.subset else []
     results: list[tuple[str, int, float]] = []
     for text in instants:
         print(f"\n=== {ENV}={text} {' '.join(selection)}", flush=True)

@@ -12,6 +12,7 @@ from worker.commands import (
     customers,
     db_cmd,
     explain,
+    keys,
     leads,
     partners,
     processes,
@@ -54,6 +55,7 @@ main.add_command(processes.worker)
 main.add_command(processes.clock)
 main.add_command(serve.serve)
 main.add_command(review.review_group)
+main.add_command(keys.keys)
 
 main.add_command(customers.customers)
 main.add_command(leads.leads)

@@ -33,7 +33,18 @@ class Context:
 
     @cached_property
     def engine(self) -> Engine:
-        return db.engine(self.settings)
+        """The store, once it is known that every key it holds digests under is
+        configured (campaigns.keyring.check: a ConfigurationError names the key id)."""
+        from campaigns import keyring
+
+        engine = db.engine(self.settings)
+        try:
+            with engine.begin() as conn:
+                keyring.check(conn, self.hasher, self.clock())
+        except BaseException:
+            engine.dispose()
+            raise
+        return engine
 
     @cached_property
     def hasher(self) -> Hasher:

@@ -29,10 +29,24 @@ def engine_for(url: str, **kwargs: object) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # What a delete or an update frees is overwritten, not left in free pages:
+            # an erasure (ALL-4) leaves no plaintext in the file (the WAL is truncated
+            # after it, campaigns.people.forget's caller).
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def after_erasure(engine: Engine) -> None:
+    """After an erasure's commit: SQLite's write-ahead log still holds the pages as they
+    were; a checkpoint writes them into the file (where secure_delete zeroed what the
+    erasure freed) and truncates the log. PostgreSQL's dead row versions go at the next
+    VACUUM (docs/operations.md)."""
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def engine(settings: Settings) -> Engine:

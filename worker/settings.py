@@ -127,7 +127,8 @@ class Settings(BaseSettings):
         return url
 
     def hasher(self) -> Hasher:
-        previous = [k.encode() for k in self.previous_secret_keys.split(",") if k.strip()]
+        # Comma-separated, newest first; spaces around a key are not part of it.
+        previous = [k.strip().encode() for k in self.previous_secret_keys.split(",") if k.strip()]
         return Hasher(self.secret_key.encode(), previous)
 
     def policy(self) -> PolicyConfig:

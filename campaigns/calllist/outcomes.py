@@ -171,18 +171,22 @@ def _ledger_rows(
             people[cid] = {}
             for r in conn.execute(
                 select(
-                    recipients.c.id, recipients.c.key_hash, contacts.c.key_id,
-                    contacts.c.email_hash, contacts.c.name_address_hash,
+                    recipients.c.id, recipients.c.key_hash,
+                    recipients.c.key_id.label("listed_key_id"), contacts.c.key_id,
+                    contacts.c.phone_hash, contacts.c.email_hash, contacts.c.name_address_hash,
                 )
                 .join(contacts, contacts.c.id == recipients.c.contact_id)
                 .where(recipients.c.campaign_id == cid, recipients.c.state == SENT)
             ):  # fmt: skip
-                keys = [(bytes(r.key_hash), r.key_id, "phone")]
+                # The number as listed (under the key of the list), and the contact's
+                # digests under the contact's key: a rekey since the export moved them.
+                keys = [(bytes(r.key_hash), r.listed_key_id or r.key_id, "phone")]
                 for digest, kind in (
+                    (r.phone_hash, "phone"),
                     (r.email_hash, "email"),
                     (r.name_address_hash, "name_address"),
                 ):
-                    if digest is not None:
+                    if digest is not None and bytes(digest) != keys[0][0]:
                         keys.append((bytes(digest), r.key_id, kind))
                 people[cid][int(r.id)] = keys
     index = {reference(hasher, cid, rid): rid for cid, found in people.items() for rid in found}
@@ -200,7 +204,8 @@ def _ledger_rows(
         if entry is None:
             continue
         scope, reason = entry
-        keys = people[cid][rid] if reason == OBJECTION else people[cid][rid][:1]
+        found = people[cid][rid]
+        keys = found if reason == OBJECTION else [k for k in found if k[2] == "phone"]
         entries.append(
             [
                 {

@@ -9,6 +9,7 @@ A retried event hashes to the same event id and is recorded once.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
 
@@ -24,7 +25,7 @@ from campaigns.optouts.events import (
 )
 from suppression.errors import InvalidIdentity
 from suppression.identity import Identity, email_identity
-from suppression.ledger import COMPLAINT, HARD_BOUNCE, UNSUBSCRIBE, event_id
+from suppression.ledger import COMPLAINT, HARD_BOUNCE, UNSUBSCRIBE
 
 PROVIDER: Final = "mailchimp"
 SECRET_PARAM: Final = "secret"
@@ -73,8 +74,12 @@ def _fired_at(raw: str, default: datetime) -> datetime:
         return default
 
 
-def parse(request: WebhookRequest, received_at: datetime) -> list[Event]:
-    """The event of one Mailchimp webhook POST; an empty list for a body that is not one."""
+def parse(
+    request: WebhookRequest, received_at: datetime, event_key: Callable[..., str]
+) -> list[Event]:
+    """The event of one Mailchimp webhook POST; an empty list for a body that is not one.
+    `event_key` makes its id (`Hasher.event_id`): the fields it is made of hold the
+    email, so an unkeyed hash of them would give the email back to a guess."""
     now = received_at
     kind = request.get("type").strip().lower()
     if not kind:
@@ -93,7 +98,7 @@ def parse(request: WebhookRequest, received_at: datetime) -> list[Event]:
         address = request.get("data[email]") or request.get("data[merges][EMAIL]")
         new_address = ""
         key_parts = (kind, fired_at, address, list_id)
-    ident = event_id(*key_parts)
+    ident = event_key(*key_parts)
     return [
         OptOutEvent(
             provider=PROVIDER,

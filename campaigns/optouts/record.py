@@ -30,7 +30,7 @@ from campaigns.optouts.events import (
 )
 from campaigns.optouts.schema import delivery_events, inbound_events
 from suppression.keys import Hasher, KeyedHash
-from suppression.ledger import CHANNEL_SCOPES, OBJECTION, Ledger
+from suppression.ledger import CHANNEL_SCOPES, OBJECTION, Ledger, entry_rows
 
 # What recording did (stable strings, in inbound_events.outcome and in reports).
 SUPPRESSED: Final = "suppressed"
@@ -121,8 +121,9 @@ def _opt_out(
         outcome = NO_IDENTITY
     elif event.action in (SUPPRESS, ERASURE_REQUEST) and key is not None and kind is not None:
         erasure = event.action == ERASURE_REQUEST
+        assert event.identity is not None  # as `key` is
         ledger.add(
-            key,
+            event.identity,  # under every configured key
             kind,
             # ALL-1 at once for an erasure request; the erasure itself is done by a
             # person with `outreach forget`, from the review item.
@@ -182,24 +183,22 @@ def _follow_address(
     ledger = Ledger(conn, hasher)
     old = ledger.status(event.identity.kind, event.identity.value)
     blocking = {e.id: e for scope in CHANNEL_SCOPES for e in old.blocking(scope)}
-    new_key = hasher.hash(event.new_identity)
-    rows: list[dict[str, object]] = [
-        {
-            "key_hash": new_key.digest,
-            "key_id": new_key.key_id,
-            "identity_kind": event.new_identity.kind,
-            "kind": entry.kind,
-            "scope": entry.scope,
-            "reason": entry.reason,
-            "source": event.provider,
-            "source_event": f"{event.event_id}:ledger:{entry.id}",
-            "evidence_ref": f"{event.evidence_ref}; follows ledger:{entry.id}",
-            "occurred_at": entry.occurred_at,
-            "recorded_at": now,
-            "actor": actor,
-        }
-        for entry in sorted(blocking.values(), key=lambda e: e.id)
-    ]
+    new_keys = hasher.hash_all(event.new_identity)
+    rows: list[dict[str, object]] = []
+    for entry in sorted(blocking.values(), key=lambda e: e.id):
+        rows += entry_rows(
+            new_keys,
+            identity_kind=event.new_identity.kind,
+            kind=entry.kind,
+            scope=entry.scope,
+            reason=entry.reason,
+            source=event.provider,
+            source_event=f"{event.event_id}:ledger:{entry.id}",
+            evidence_ref=f"{event.evidence_ref}; follows ledger:{entry.id}",
+            occurred_at=entry.occurred_at,
+            recorded_at=now,
+            actor=actor,
+        )
     return ledger.add_many(rows)
 
 

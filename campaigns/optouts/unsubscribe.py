@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 from sqlalchemy import Connection, Engine, bindparam, select
@@ -19,7 +19,8 @@ from sqlalchemy import Connection, Engine, bindparam, select
 from campaigns.campaign_schema import IDENTITY_KIND, campaigns, recipients
 from suppression import tokens
 from suppression.keys import Hasher, KeyedHash
-from suppression.ledger import CHANNEL_SCOPES, OBJECTION, UNSUBSCRIBE, Ledger, Status
+from suppression.ledger import CHANNEL_SCOPES, OBJECTION, UNSUBSCRIBE, Ledger, Status, entry_rows
+from suppression.rotation import forwarded
 from suppression.schema import unsubscribe_tokens
 from suppression.tokens import TokenTarget
 
@@ -105,7 +106,8 @@ def channel_scope(target: TokenTarget) -> str:
 def stopped_scopes(conn: Connection, hasher: Hasher, target: TokenTarget) -> frozenset[str]:
     """The channels already stopped for the token's identity (to show on the page)."""
     status = Status()
-    for _digest, found in Ledger(conn, hasher).screen([target.key_hash]):
+    keys = forwarded(conn, KeyedHash(target.key_id, target.key_hash))
+    for _digest, found in Ledger(conn, hasher).screen([k.digest for k in keys]):
         status.entries.extend(found.entries)
     return frozenset(scope for scope in CHANNEL_SCOPES if status.suppressed(scope))
 
@@ -137,20 +139,25 @@ def unsubscribe(
 ) -> list[str]:
     """Write the choice's ledger entries; returns the scopes stopped. The source event is
     the token and the scope, so a repeated click (or one-click POST) changes nothing."""
-    key = KeyedHash(target.key_id, target.key_hash)
+    # The token's digest, and where a rekey moved it since (the contact's key now).
+    keys = forwarded(conn, KeyedHash(target.key_id, target.key_hash))
     ledger = Ledger(conn, hasher)
     scopes: list[str] = []
     for scope, reason in entries_for(target, choice, channels):
-        ledger.add(
-            key,
-            target.identity_kind,
-            scope=scope,
-            reason=reason,
-            source=SOURCE,
-            source_event=f"{target.ref}:{scope}",
-            evidence_ref=target.ref,
-            now=now,
-            actor="recipient",
+        ledger.add_many(
+            entry_rows(
+                keys,
+                identity_kind=target.identity_kind,
+                kind="suppression",
+                scope=scope,
+                reason=reason,
+                source=SOURCE,
+                source_event=f"{target.ref}:{scope}",
+                evidence_ref=target.ref,
+                occurred_at=now.astimezone(UTC),
+                recorded_at=now.astimezone(UTC),
+                actor="recipient",
+            )
         )
         scopes.append(scope)
     return scopes

@@ -36,6 +36,7 @@ from campaigns.sources import values
 from campaigns.sources.partner import INVALID_EMAIL, INVALID_PHONE, header_key
 from suppression.errors import FileRefused, InvalidIdentity, RowError
 from suppression.identity import normalise_email, normalise_phone
+from suppression.keys import KeyedHash
 from suppression.register import name_address_key
 
 # Reason codes (besides those of campaigns.sources.partner and .values).
@@ -255,14 +256,21 @@ class AlarmContact(NamedTuple):
     customer_id: str
     identity_kind: str  # email | phone
     digest: bytes
+    # During a key rotation, the digests under the previous keys (suppression.keys).
+    previous: tuple[KeyedHash, ...] = ()
 
 
 class AlarmContactReader:
     """Validates alarm-contact rows; each yields one AlarmContact per identity it holds."""
 
     def __init__(
-        self, file: str, header: Sequence[str], digest: Callable[[str, str], bytes]
+        self,
+        file: str,
+        header: Sequence[str],
+        digest: Callable[[str, str], bytes],
+        previous: Callable[[str, str], tuple[KeyedHash, ...]] | None = None,
     ) -> None:
+        self._previous = previous
         self.width = len(header)
         fields = ("customer_id", "name", "phone", "email")
         self._index = _columns(file, header, fields, ("customer_id",))
@@ -304,4 +312,10 @@ class AlarmContactReader:
         errors.extend(bad)
         # ALL-3: a valid identity is excluded even when the rest of its row is refused;
         # the error is still reported, but an alarm contact is never let through.
-        return [AlarmContact(row, customer_id, kind, self._digest(kind, v)) for kind, v in found]
+        previous = self._previous
+        return [
+            AlarmContact(
+                row, customer_id, kind, self._digest(kind, v), previous(kind, v) if previous else ()
+            )
+            for kind, v in found
+        ]

@@ -6,6 +6,7 @@ import click
 
 from campaigns import people
 from suppression.policy import CHANNELS, decide
+from worker import db
 from worker.commands import identity_from, identity_options, json_option
 from worker.context import Context
 from worker.output import console, emit_json
@@ -21,6 +22,7 @@ def forget(email: str | None, phone: str | None, actor: str, as_json: bool) -> N
     ctx = Context.load()
     with ctx.engine.begin() as conn:
         counts = people.forget(conn, ctx.hasher, ident, now=ctx.clock(), actor=actor)
+    db.after_erasure(ctx.engine)
     if as_json:
         emit_json(counts)
     else:

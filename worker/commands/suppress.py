@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from suppression.ledger import REASONS, SCOPES, Ledger, event_id
+from suppression.ledger import REASONS, SCOPES, Ledger, entry_rows, event_id
 from suppression.lists import parse_mailchimp, parse_plain
 from worker.commands import identity_from, identity_options, json_option
 from worker.context import Context
@@ -48,7 +48,7 @@ def add(
     ctx = Context.load()
     with ctx.engine.begin() as conn:
         added = Ledger(conn, ctx.hasher).add(
-            ctx.hasher.hash(ident),
+            ident,
             ident.kind,
             scope=channel,
             reason=reason,
@@ -90,22 +90,18 @@ def import_(
     rows: list[dict[str, object]] = []
     now = ctx.clock()
     for item in items:
-        key = ctx.hasher.hash(item.identity)
-        rows.append(
-            {
-                "key_hash": key.digest,
-                "key_id": key.key_id,
-                "identity_kind": item.identity.kind,
-                "kind": "suppression",
-                "scope": channel,
-                "reason": reason,
-                "source": source_name,
-                "source_event": event_id("suppression", channel, reason, item.event),
-                "evidence_ref": f"{file.name}:line {item.line}",
-                "occurred_at": item.occurred_at or now,
-                "recorded_at": now,
-                "actor": "cli",
-            }
+        rows += entry_rows(
+            ctx.hasher.hash_all(item.identity),
+            identity_kind=item.identity.kind,
+            kind="suppression",
+            scope=channel,
+            reason=reason,
+            source=source_name,
+            source_event=event_id("suppression", channel, reason, item.event),
+            evidence_ref=f"{file.name}:line {item.line}",
+            occurred_at=item.occurred_at or now,
+            recorded_at=now,
+            actor="cli",
         )
     with ctx.engine.begin() as conn:
         added = Ledger(conn, ctx.hasher).add_many(rows)

@@ -149,5 +149,6 @@ async def mailchimp_event(request: Request, secret: str) -> Response:
     if not _mailchimp_secret(request, probe):
         return web_of(request).not_found(language_of(request))
     hook = await _webhook_request(request)
-    await _receive(request, mailchimp.parse, hook)
+    keyed = web_of(request).ctx.hasher.event_id
+    await _receive(request, lambda hook, now: mailchimp.parse(hook, now, keyed), hook)
     return PlainTextResponse("ok")

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from suppression.errors import InvalidIdentity
 from suppression.identity import email_identity
 from suppression.keys import Hasher
-from suppression.ledger import HARD_BOUNCE, UNSUBSCRIBE, Ledger
+from suppression.ledger import HARD_BOUNCE, UNSUBSCRIBE, Ledger, entry_rows
 
 SOURCE: Final = "mailchimp"
 # Mailchimp member status -> our reason (scope email; the same mapping as its webhooks).
@@ -39,22 +39,18 @@ def member_status_recorder(
                 ident = email_identity(address)
             except InvalidIdentity:
                 continue
-            key = hasher.hash(ident)
-            rows.append(
-                {
-                    "key_hash": key.digest,
-                    "key_id": key.key_id,
-                    "identity_kind": ident.kind,
-                    "kind": "suppression",
-                    "scope": "email",
-                    "reason": reason,
-                    "source": SOURCE,
-                    "source_event": f"audience:{list_id}:{status}",
-                    "evidence_ref": f"mailchimp:{list_id}: member {status} at sync",
-                    "occurred_at": recorded_at,
-                    "recorded_at": recorded_at,
-                    "actor": "system",
-                }
+            rows += entry_rows(
+                hasher.hash_all(ident),
+                identity_kind=ident.kind,
+                kind="suppression",
+                scope="email",
+                reason=reason,
+                source=SOURCE,
+                source_event=f"audience:{list_id}:{status}",
+                evidence_ref=f"mailchimp:{list_id}: member {status} at sync",
+                occurred_at=recorded_at,
+                recorded_at=recorded_at,
+                actor="system",
             )
         if rows:
             with engine.begin() as conn:

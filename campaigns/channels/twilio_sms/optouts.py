@@ -27,7 +27,7 @@ def carrier_opt_out_recorder(
         key = hasher.hash(ident)
         with engine.begin() as conn:
             Ledger(conn, hasher).add(
-                key,
+                ident,
                 ident.kind,
                 scope="sms",
                 reason=CARRIER_OPT_OUT,
