@@ -54,7 +54,7 @@ def issue_tokens(url: str, count: int, offset: int) -> list[str]:
 
     from suppression.keys import Hasher
     from suppression.schema import unsubscribe_tokens
-    from suppression.tokens import encode
+    from suppression.tokens import encode, signer
     from worker import db
 
     hasher = Hasher(SECRET.encode())
@@ -81,8 +81,9 @@ def issue_tokens(url: str, count: int, offset: int) -> list[str]:
                 rows[start : start + 10_000],
             )
             ids.extend(int(r[0]) for r in result)
+        found = signer(conn, hasher)
     engine.dispose()
-    return [encode(hasher, token_id) for token_id in ids]
+    return [encode(found, token_id) for token_id in ids]
 
 
 def ledger_count(url: str) -> int:

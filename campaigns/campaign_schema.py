@@ -100,6 +100,20 @@ batches = Table(
     UniqueConstraint("campaign_id", "batch_no"),
 )
 
+# Files we wrote with people's plaintext outside the store (call lists for the call
+# centre): where, for which campaign, so that `forget` can rewrite them and they expire
+# (campaigns.filetraces).
+exported_files = Table(
+    "exported_files",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # calllist
+    Column("campaign_id", Id, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("written_at", DateTime(timezone=True), nullable=False),
+    Column("deleted_at", DateTime(timezone=True), nullable=True),
+)
+
 # Recipient states. Final: sent, failed, excluded, excluded_at_send, cancelled;
 # `unknown` is final until reconciled.
 EXCLUDED = "excluded"

@@ -11,6 +11,11 @@ this read and the write of its filled fields. (FOR KEY SHARE would not wait for 
 import filling a name or an address, and writing back the contact as read here would
 then drop what that import filled.) A concurrent import of the same people waits for
 this one and reads what it committed; an erasure waits too (`campaigns.people.forget`).
+
+SQLite has no row locks: a writing transaction holds the whole database from its first
+write to its commit, but what it read before that first write may be stale by then.
+`lock_for_writing` takes the database before the first read (an import's first statement
+already writes; an erasure reads first).
 """
 
 from __future__ import annotations
@@ -69,6 +74,20 @@ FIELDS: Final = (
 _E, _EH, _P, _PT, _PH, _FN, _LN, _ST, _PC, _CI, _NAH = range(len(FIELDS))
 # What a found contact is read with here, and written back with (campaigns.merge).
 UPDATE_COLUMNS: Final = (*FIELDS, "is_partner_lead", "is_customer")
+
+
+def lock_for_writing(conn: Connection) -> None:
+    """SQLite: hold the database's write lock from here to the commit (BEGIN IMMEDIATE,
+    waiting up to the connection's timeout), so that nothing read after this changes
+    before this transaction's writes. PostgreSQL locks rows as they are read instead.
+
+    pysqlite (legacy transaction control, SQLAlchemy's default) opens its transaction
+    only at the first INSERT/UPDATE/DELETE; before that nothing has begun at the driver,
+    and BEGIN IMMEDIATE opens it. After a write the lock is held already."""
+    if conn.dialect.name != "sqlite":
+        return
+    if not conn.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Incoming(Protocol):

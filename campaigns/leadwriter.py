@@ -175,6 +175,9 @@ def store(
                 kept.append((contact_id, lead))
     else:
         kept = list(zip(ids, batch, strict=True))  # type: ignore[arg-type]
+    if merger.erased:
+        # ALL-4: an erased person's no stays; no new source or consent joins it.
+        kept = [(cid, lead) for cid, lead in kept if cid not in merger.erased]
     sources = [(cid, source, lead[_LEAD_ID], import_id, now) for cid, lead in kept]
     # A consent record is the lead's evidence fields (lead_id .. multi_company_form,
     # in Lead's order) between the ids and the constants.

@@ -12,7 +12,8 @@ applied row after row in file order (so a row-by-row import gives the same resul
 3. a contact's missing email, phone, names or address are filled from the row;
    nothing it holds is overwritten, except names and address from the CRM, which is
    authoritative for its customers. An erased contact (hashes without plaintext,
-   ALL-4) is never filled with plaintext again.
+   ALL-4) is never filled with plaintext again, and the caller attaches no source or
+   consent record to it (`Merger.erased`): only the no remains of that person.
 
 Each batch's contacts are found and locked by `campaigns.contactlookup`; new contacts
 are written with COPY under ids taken from the sequence in one statement, and changed
@@ -90,6 +91,8 @@ class Merger:
         self.submit: Callable[[Task], None] = submit or _at_once
         self._drain = drain
         self.counts = {NEW: 0, MERGED: 0, DUPLICATE: 0, CONFLICT: 0}
+        # Erased contacts (ALL-4) rows joined: nothing of the row is attached to them.
+        self.erased: set[int] = set()
         self._lookup = ContactLookup(conn, known, rotation)
 
     def close(self) -> None:
@@ -166,6 +169,8 @@ class Merger:
                 result.append(None)
                 continue
             self._fill(target, row)
+            if not target.created and target.erased:
+                self.erased.add(target.id)
             if claim is not None:
                 target.claim = claim
             if eh is not None:

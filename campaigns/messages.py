@@ -58,8 +58,9 @@ def render_messages(
     template = camp.message_template()
     org = {"name": config.organisation_name, "number": config.organisation_number}
     out = []
+    signer = tokens.signer(conn, hasher)
     for r in rows:
-        url = f"{public_url}/u/{tokens.for_recipient(hasher, int(r.id), r.token_id)}"
+        url = f"{public_url}/u/{tokens.for_recipient(signer, int(r.id), r.token_id)}"
         name = " ".join(p for p in (r.first_name, r.last_name) if p)
         notice = source_notice(partners.get(int(r.contact_id)), config.organisation_name)
         values: dict[str, Any] = {

@@ -14,6 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
+from campaigns import archives, erasure
+from campaigns.contactlookup import lock_for_writing
 from campaigns.optouts.review import clear_texts
 from campaigns.schema import (
     PLAINTEXT_COLUMNS,
@@ -232,31 +234,11 @@ def _name_address(contact: dict[str, Any]) -> str | None:
     return name_address_key(name, street, postal)
 
 
-def forget(
-    conn: Connection,
-    hasher: Hasher,
-    ident: Identity,
-    *,
-    now: datetime,
-    actor: str,
-    source: str = "erasure",
-) -> dict[str, int]:
-    """Erasure (GDPR art. 17, ALL-4): clear every plaintext trace, keep the no.
-
-    A ledger entry (scope all, reason erasure) is written for each of the person's
-    hashes first, so a later import of the same email or phone stays suppressed.
-    Consent records and sources are deleted; the contact row keeps only hashes.
-    """
-    # The contact is locked as it is read: an import that joined the person (its rows
-    # locked FOR NO KEY UPDATE, campaigns.contactlookup) commits first, and what it wrote
-    # (a phone, a consent record) is read and erased here; none joins it after, until this
-    # commits. Read unlocked, the erasure would leave that import's consent record
-    # behind and the import would write back the plaintext the erasure cleared.
-    person = find(conn, hasher, ident, lock=True)
-    ledger = Ledger(conn, hasher)
-    # Every identity of the person, each under every key it can be hashed under: the
-    # plaintext ones under every configured key, an identity the contact holds only as
-    # a hash (erased before) under the contact's own key.
+def identities_of(hasher: Hasher, person: Person) -> list[tuple[str, Sequence[KeyedHash]]]:
+    """Every identity of the person, each under every key it can be hashed under: the
+    plaintext ones under every configured key, an identity the contact holds only as a
+    hash (erased before) under the contact's own key."""
+    ident = person.identity
     identities: list[tuple[str, Sequence[KeyedHash]]] = [(ident.kind, hasher.hash_all(ident))]
     if person.contact:
         contact = person.contact
@@ -279,6 +261,57 @@ def forget(
                 fresh.append(KeyedHash(str(contact["key_id"]), bytes(digest)))
             if fresh:
                 identities.append((kind, fresh))
+    return identities
+
+
+@dataclass(frozen=True)
+class FileTargets:
+    """What the files outside the store need to find a person after their erasure
+    (campaigns.filetraces, campaigns.archives): read before `forget` clears it."""
+
+    contact_id: int | None
+    import_ids: list[int]
+    identities: list[tuple[str, Sequence[KeyedHash]]]
+
+
+def file_targets(conn: Connection, hasher: Hasher, ident: Identity) -> FileTargets:
+    """In the erasure's transaction, before `forget` (which deletes the sources)."""
+    lock_for_writing(conn)
+    person = find(conn, hasher, ident, lock=True)
+    if not person.contact:
+        return FileTargets(None, [], identities_of(hasher, person))
+    contact_id = int(person.contact["id"])
+    return FileTargets(
+        contact_id, archives.imports_of(conn, contact_id), identities_of(hasher, person)
+    )
+
+
+def forget(
+    conn: Connection,
+    hasher: Hasher,
+    ident: Identity,
+    *,
+    now: datetime,
+    actor: str,
+    source: str = "erasure",
+    mailchimp_lists: Sequence[str] = (),
+) -> dict[str, int | str]:
+    """Erasure (GDPR art. 17, ALL-4): clear every plaintext trace, keep the no.
+
+    A ledger entry (scope all, reason erasure) is written for each of the person's
+    hashes first, so a later import of the same email or phone stays suppressed.
+    Consent records and sources are deleted; the contact row keeps only hashes.
+    """
+    # The contact is locked as it is read: an import that joined the person (its rows
+    # locked FOR NO KEY UPDATE, campaigns.contactlookup) commits first, and what it wrote
+    # (a phone, a consent record) is read and erased here; none joins it after, until this
+    # commits. Read unlocked, the erasure would leave that import's consent record
+    # behind and the import would write back the plaintext the erasure cleared.
+    # SQLite locks the database, not rows: taken before the read, for the same reason.
+    lock_for_writing(conn)
+    person = find(conn, hasher, ident, lock=True)
+    ledger = Ledger(conn, hasher)
+    identities = identities_of(hasher, person)
     now = now.astimezone(UTC)
     rows: list[dict[str, object]] = []
     for kind, keys in identities:
@@ -295,7 +328,7 @@ def forget(
             recorded_at=now,
             actor=actor,
         )
-    counts = {
+    counts: dict[str, int | str] = {
         "ledger_entries_added": ledger.add_many(rows),
         "contacts_cleared": 0,
         "consents_deleted": 0,
@@ -303,6 +336,16 @@ def forget(
     # Review-queue items (mails, SMS) keep the text a person wrote: it goes too.
     digests = [k.digest for _kind, keys in identities for k in keys]
     counts["review_texts_cleared"] = clear_texts(conn, digests)
+    # GD-5: the processors holding the person (`mailchimp_lists`: the audiences synced to),
+    # recorded with what they need to find them before the plaintext goes.
+    counts["erasure"] = erasure.plan(
+        conn,
+        person.contact,
+        identity=ident,
+        hashes=identities,
+        now=now,
+        mailchimp_lists=mailchimp_lists,
+    )
     if person.contact:
         contact_id = person.contact["id"]
         counts["consents_deleted"] = conn.execute(

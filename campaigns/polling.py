@@ -9,7 +9,9 @@ and only after the commit move it to the archive folder (atomic rename) and writ
 its error report (row, field, reason; nothing else) to the errors folder. A file
 refused whole goes to the errors folder with its report. A crash between commit and
 move imports nothing twice: the next poll finds the content already imported (same
-partner, same SHA-256), and only archives it and writes its report again.
+partner, same SHA-256), and only archives it and writes its report again. Each file
+archived is recorded in `archived_files` (`record_archived`), so that it expires and an
+erasure finds it (campaigns.archives).
 
 `poll` is the service the CLI (`outreach partners poll`), the dramatiq actor and the
 clock call.
@@ -22,15 +24,15 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from campaigns.importresult import ALREADY_IMPORTED, REFUSED, ImportResult, error_report
 from campaigns.intake import import_lead_file
-from campaigns.schema import sftp_observations
+from campaigns.schema import archived_files, sftp_observations
 from campaigns.sources.inbox import DONE_SUFFIX, Inbox, InboxError, taken
 from campaigns.sources.local import LocalInbox
 from campaigns.sources.partners_config import PartnerConfig
@@ -268,7 +270,55 @@ def _take(
             moved, outcome = inbox.reject(name, tag), REJECTED
         else:
             moved, outcome = inbox.archive(name, tag), ARCHIVED
+            _record(engine, partner.name, result.import_id, moved, now)
         report = inbox.write_report(name, error_report(errors))
     except OSError as exc:
         return FileOutcome(name, FAILED, result, error=f"archiving failed: {type(exc).__name__}")
     return FileOutcome(name, outcome, result, moved, report)
+
+
+def _record(
+    engine: Engine, partner: str, import_id: int | None, archived_as: str, now: datetime
+) -> None:
+    """Record an archived file; a store that fails now is not the file's failure: it is in
+    the archive, and the next expiry run finds and records it (campaigns.archives)."""
+    try:
+        with engine.begin() as conn:
+            record_archived(conn, partner, import_id, archived_as, now=now)
+    except Exception:
+        log.exception("archived file not recorded", extra={"partner": partner})
+
+
+def record_archived(
+    conn: Connection, partner: str, import_id: int | None, archived_as: str, *, now: datetime
+) -> int:
+    """Record that `archived_as` is in the partner's archive folder (moved there at `now`);
+    returns the row's id. A name already recorded and not deleted is the same file,
+    replaced (the same content archived again under its tagged name): its row is updated."""
+    now = now.astimezone(UTC)
+    found = conn.execute(
+        select(archived_files.c.id).where(
+            archived_files.c.partner == partner,
+            archived_files.c.archived_as == archived_as,
+            archived_files.c.deleted_at.is_(None),
+        )
+    ).first()
+    if found is not None:
+        conn.execute(
+            update(archived_files)
+            .where(archived_files.c.id == found.id)
+            .values(import_id=import_id, archived_at=now)
+        )
+        return int(found.id)
+    return int(
+        conn.execute(
+            insert(archived_files)
+            .values(
+                partner=partner,
+                import_id=import_id,
+                archived_as=archived_as[:500],
+                archived_at=now,
+            )
+            .returning(archived_files.c.id)
+        ).scalar_one()
+    )

@@ -19,6 +19,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -141,6 +142,51 @@ sftp_observations = Table(
     Column("size", BigInteger, nullable=False),
     Column("mtime", BigInteger, nullable=False),
     Column("observed_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every partner file the poller archived (campaigns.polling), one row per copy in a
+# partner's archive folder: the same content delivered twice under two names is one
+# import and two archived files. campaigns.archives deletes them after the retention
+# period (deleted_at) and rewrites them without an erased person (GD-5). import_id is
+# NULL for a file found in the archive folder that no import is known for (archived
+# before migration 0010, or by a poller that died between the move and this row).
+archived_files = Table(
+    "archived_files",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("import_id", Id, nullable=True),  # imports.id
+    Column("partner", String(80), nullable=False),  # the name in the partners file
+    Column("archived_as", String(500), nullable=False),  # the name in the archive folder
+    Column("archived_at", DateTime(timezone=True), nullable=False),
+    Column("rewritten_at", DateTime(timezone=True), nullable=True),  # the last erasure
+    Column("deleted_at", DateTime(timezone=True), nullable=True),
+    Index("ix_archived_files_import_id", "import_id"),
+    Index("ix_archived_files_partner_archived_as", "partner", "archived_as"),
+)
+
+# GD-5: one row per erasure (`outreach forget`) and processor that holds the person
+# (campaigns.erasure), retried until the processor confirms. It keeps what the processor
+# needs to find the person once our plaintext is gone: for `mailchimp:<list_id>` the
+# subscriber hash (MD5 of the lower-cased email, Mailchimp's member id: an unkeyed hash of
+# the email, cleared once done), for `twilio` the SIDs of the messages (a JSON list).
+erasure_destinations = Table(
+    "erasure_destinations",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("erasure_ref", String(32), nullable=False),  # one per forget (uuid4 hex)
+    Column("contact_id", Id, nullable=True),  # contacts.id, for explain (NULL: no contact)
+    Column("destination", String(60), nullable=False),  # mailchimp:<list_id> | twilio
+    Column("status", String(8), nullable=False),  # pending | done | failed
+    Column("reason", String(300), nullable=True),  # the last failure, no identity in it
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("done_at", DateTime(timezone=True), nullable=True),
+    Column("subscriber_hash", String(32), nullable=True),
+    Column("message_sids", Text, nullable=True),
+    UniqueConstraint("erasure_ref", "destination"),
+    Index("ix_erasure_destinations_status_next_attempt_at", "status", "next_attempt_at"),
+    Index("ix_erasure_destinations_contact_id", "contact_id"),
 )
 
 # Columns that hold plaintext personal data, by table: what erasure must clear.

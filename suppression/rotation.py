@@ -17,6 +17,12 @@ Everything is set-based, through a temporary table of the pairs: a rekey of a mi
 contacts is a handful of statements per batch, not a query per contact. Copies are
 idempotent (the ledger's unique key; a NOT EXISTS for the register), so a rekey killed
 half way runs again from the start without writing anything twice.
+
+A batch's pairs are a few thousand, the ledger and the register millions of rows: on
+PostgreSQL each pair probes their key_hash index (a LATERAL subquery the planner cannot
+flatten, "OFFSET 0"), where a join would have let it hash the whole ledger and register
+for every batch (a rekey of a million contacts in hours, not seconds). SQLite joins by
+nested loops, and probes the index by itself.
 """
 
 from __future__ import annotations
@@ -33,14 +39,16 @@ from suppression.keys import KeyedHash
 from suppression.schema import key_forwards, ledger_entries
 
 _PAIRS: Final = "rotation_pairs"
+# identity_kind: email, phone or name_address; NULL where the caller does not say.
 _CREATE: Final = {
     "postgresql": f"CREATE TEMPORARY TABLE IF NOT EXISTS {_PAIRS} "
     "(old_hash bytea NOT NULL, old_key_id text NOT NULL, new_hash bytea NOT NULL, "
-    "new_key_id text NOT NULL)",
+    "new_key_id text NOT NULL, identity_kind text)",
     "sqlite": f"CREATE TEMPORARY TABLE IF NOT EXISTS {_PAIRS} "
     "(old_hash BLOB NOT NULL, old_key_id TEXT NOT NULL, new_hash BLOB NOT NULL, "
-    "new_key_id TEXT NOT NULL)",
+    "new_key_id TEXT NOT NULL, identity_kind TEXT)",
 }
+_PAIR_COLUMNS: Final = ("old_hash", "old_key_id", "new_hash", "new_key_id", "identity_kind")
 # The same temporary table, for bulk inserts into it.
 _pairs = Table(
     _PAIRS,
@@ -49,40 +57,67 @@ _pairs = Table(
     Column("old_key_id", String),
     Column("new_hash", LargeBinary),
     Column("new_key_id", String),
+    Column("identity_kind", String),
 )
 # The ledger's columns a copy keeps as they are.
 _KEPT: Final = (
     "identity_kind", "kind", "scope", "reason", "source", "source_event", "evidence_ref",
     "occurred_at", "recorded_at", "actor",
 )  # fmt: skip
-_COPY_LEDGER: Final = (
+_INTO_LEDGER: Final = (
     f"INSERT INTO ledger_entries ({', '.join(_KEPT)}, key_hash, key_id, origin_id, "
     f"origin_key_id) SELECT {', '.join('e.' + c for c in _KEPT)}, p.new_hash, p.new_key_id, "
-    f"e.id, e.key_id FROM ledger_entries e JOIN {_PAIRS} p ON e.key_hash = p.old_hash "
-    # "WHERE true": SQLite would read the upsert's ON CONFLICT as the join's.
-    "WHERE true ON CONFLICT (key_hash, source, source_event) DO NOTHING"
+    "e.id, e.key_id "
 )
-_COPY_REGISTER: Final = (
+# "WHERE true": SQLite would read the upsert's ON CONFLICT as the join's.
+_LEDGER_CONFLICT: Final = "WHERE true ON CONFLICT (key_hash, source, source_event) DO NOTHING"
+_COPY_LEDGER: Final = {
+    "postgresql": _INTO_LEDGER
+    + f"FROM {_PAIRS} p CROSS JOIN LATERAL (SELECT * FROM ledger_entries l"
+    " WHERE l.key_hash = p.old_hash OFFSET 0) e " + _LEDGER_CONFLICT,
+    "sqlite": _INTO_LEDGER
+    + f"FROM ledger_entries e JOIN {_PAIRS} p ON e.key_hash = p.old_hash "
+    + _LEDGER_CONFLICT,
+}
+_INTO_REGISTER: Final = (
     "INSERT INTO register_entries (snapshot_id, key_id, key_hash, identity_kind, "
     "reserved_phone, reserved_post) SELECT DISTINCT r.snapshot_id, p.new_key_id, p.new_hash, "
-    f"r.identity_kind, r.reserved_phone, r.reserved_post FROM register_entries r JOIN {_PAIRS} p"
-    " ON r.key_hash = p.old_hash JOIN register_snapshots s ON s.id = r.snapshot_id AND s.active"
-    " WHERE NOT EXISTS (SELECT 1 FROM register_entries x WHERE x.key_hash = p.new_hash"
-    " AND x.snapshot_id = r.snapshot_id)"
+    "r.identity_kind, r.reserved_phone, r.reserved_post "
 )
+# The register holds phones and names+addresses, never an email: such a pair probes nothing.
+_MAY_BE_LISTED: Final = "COALESCE(p.identity_kind, '') <> 'email'"
+_COPY_REGISTER: Final = {
+    # Per pair one probe of the key_hash index, and for a hit one more (NOT EXISTS).
+    "postgresql": _INTO_REGISTER
+    + f"FROM {_PAIRS} p CROSS JOIN LATERAL (SELECT l.* FROM register_entries l"
+    " JOIN register_snapshots s ON s.id = l.snapshot_id AND s.active"
+    " WHERE l.key_hash = p.old_hash AND NOT EXISTS (SELECT 1 FROM register_entries x"
+    " WHERE x.key_hash = p.new_hash AND x.snapshot_id = l.snapshot_id) OFFSET 0) r"
+    f" WHERE {_MAY_BE_LISTED}",
+    "sqlite": _INTO_REGISTER + f"FROM register_entries r JOIN {_PAIRS} p ON r.key_hash = p.old_hash"
+    " JOIN register_snapshots s ON s.id = r.snapshot_id AND s.active"
+    f" WHERE {_MAY_BE_LISTED} AND NOT EXISTS (SELECT 1 FROM register_entries x"
+    " WHERE x.key_hash = p.new_hash AND x.snapshot_id = r.snapshot_id)",
+}
+# The pairs of the call before, gone: TRUNCATE on PostgreSQL, where a DELETE would leave
+# the temporary table (never vacuumed) a batch of dead rows longer every batch.
+_CLEAR: Final = {"postgresql": f"TRUNCATE {_PAIRS}", "sqlite": f"DELETE FROM {_PAIRS}"}
 _KEEP_FORWARDS: Final = (
     "INSERT INTO key_forwards (old_hash, old_key_id, new_hash, new_key_id, created_at) "
-    f"SELECT DISTINCT old_hash, old_key_id, new_hash, new_key_id, :now FROM {_PAIRS} "
+    # Each old digest is once in the table (copy_pairs).
+    f"SELECT old_hash, old_key_id, new_hash, new_key_id, :now FROM {_PAIRS} "
     "WHERE true ON CONFLICT (old_hash) DO NOTHING"
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Forward:
-    """One identity's digest under the key it was stored under, and under the new key."""
+    """One identity's digest under the key it was stored under, and under the new key;
+    `kind` the identity's (email, phone, name_address), None where not known."""
 
     old: KeyedHash
     new: KeyedHash
+    kind: str | None = None
 
 
 @dataclass(slots=True)
@@ -96,25 +131,37 @@ class Copied:
         return self
 
 
+# (old digest, its key id, new digest, its key id, identity kind or None): a Forward, flat.
+Pair = tuple[bytes, str, bytes, str, str | None]
+
+
 def copy_forward(conn: Connection, forwards: Iterable[Forward], now: datetime) -> Copied:
     """Copy under each new digest what the old one had in the ledger and the active
     register snapshot, and keep the pairs (within the caller's transaction)."""
-    rows = [
-        (f.old.digest, f.old.key_id, f.new.digest, f.new.key_id)
-        for f in forwards
-        if f.old.digest != f.new.digest
-    ]
+    return copy_pairs(
+        conn,
+        ((f.old.digest, f.old.key_id, f.new.digest, f.new.key_id, f.kind) for f in forwards),
+        now,
+    )
+
+
+def copy_pairs(conn: Connection, pairs: Iterable[Pair], now: datetime) -> Copied:
+    """`copy_forward` of flat pairs, as a rekey of many contacts makes them."""
+    # Each old digest once (people who share a name and address share its digest), so
+    # that no statement below meets one twice (and key_forwards' key is the old digest).
+    rows = list({p[0]: p for p in pairs if p[0] != p[2]}.values())
     if not rows:
         return Copied()
-    conn.execute(text(_CREATE[conn.dialect.name]))
-    conn.execute(text(f"DELETE FROM {_PAIRS}"))
-    insert_rows(conn, _pairs, ("old_hash", "old_key_id", "new_hash", "new_key_id"), rows)
+    dialect = conn.dialect.name
+    conn.execute(text(_CREATE[dialect]))
+    conn.execute(text(_CLEAR[dialect]))
+    insert_rows(conn, _pairs, _PAIR_COLUMNS, rows)
     copied = Copied(
-        ledger_entries=conn.execute(text(_COPY_LEDGER)).rowcount,
-        register_entries=conn.execute(text(_COPY_REGISTER)).rowcount,
+        ledger_entries=conn.execute(text(_COPY_LEDGER[dialect])).rowcount,
+        register_entries=conn.execute(text(_COPY_REGISTER[dialect])).rowcount,
     )
     conn.execute(text(_KEEP_FORWARDS), {"now": now})
-    conn.execute(text(f"DELETE FROM {_PAIRS}"))
+    conn.execute(text(_CLEAR[dialect]))
     return copied
 
 

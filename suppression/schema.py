@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -119,6 +120,20 @@ unsubscribe_tokens = Table(
     Column("channel", String(8), nullable=False),
     Column("campaign_id", BigInteger, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row: this database's random id, which every unsubscribe token signs (so that a
+# token from another database, whose ids mean other people, never acts here), and the
+# highest token and recipient ids issued before tokens signed it (migration 0009): those
+# tokens keep working unbound.
+installation = Table(
+    "installation",
+    metadata,
+    Column("singleton", Integer, primary_key=True, autoincrement=False),
+    Column("installation_id", LargeBinary(16), nullable=False),
+    Column("legacy_token_max", BigInteger, nullable=False),
+    Column("legacy_recipient_max", BigInteger, nullable=False),
+    CheckConstraint("singleton = 1", name="one_installation"),
 )
 
 review_items = Table(

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dramatiq
 
+from campaigns import erasure
 from campaigns.campaign import Campaign
+from campaigns.channels.mailchimp.api import MailchimpApi
 from campaigns.sending import Sender
 from suppression.errors import ConfigurationError
 from worker import logs, rate_limit, settings
@@ -121,6 +123,26 @@ def purge_expired_leads() -> None:
     logs.get("outreach.retention").info("expired leads purged", purged=str(purged))
 
 
+@dramatiq.actor(queue_name=INTAKE_QUEUE, max_retries=3, min_backoff=60_000)
+def expire_files() -> None:
+    """GD-5: delete archived partner files and exported call lists past their keeping time."""
+    from campaigns import archives, filetraces
+    from campaigns.sources.partners_config import load_partners
+
+    ctx = context()
+    s = ctx.settings
+    with ctx.engine.begin() as conn:
+        calls = filetraces.expire(conn, now=ctx.clock(), keep_days=s.calllist_keep_days)
+    log = logs.get("outreach.retention")
+    log.info("call lists expired", deleted=str(sum(t.action == filetraces.DELETED for t in calls)))
+    if s.partners_file.exists():
+        partners = load_partners(s.partners_file)
+        for found in archives.expire(
+            ctx.engine, partners, now=ctx.clock(), keep_days=s.archive_keep_days
+        ):
+            log.info("archived files expired", expiry=str(found.as_dict()))
+
+
 @dramatiq.actor(queue_name=INTAKE_QUEUE, max_retries=3, min_backoff=30_000)
 def check_mailbox() -> None:
     """Read the opt-out mailbox over IMAP and record what it holds (campaigns.optouts.mailbox)."""
@@ -128,3 +150,46 @@ def check_mailbox() -> None:
 
     report = check(context())
     logs.get("outreach.mailbox").info("mailbox checked", report=str(report))
+
+
+def erasure_processors(ctx: Context) -> erasure.Processors:
+    """The processors an erasure reaches from this process (GD-5), with the channels'
+    credentials, base URLs and timeouts; one left unset is None (its rows then fail,
+    naming the setting, and are retried)."""
+    s = ctx.settings
+    mailchimp = None
+    key = s.mailchimp_api_key or ""
+    # As the channel's: keys end in "-<data centre>"; MAILCHIMP_SERVER wins when set.
+    server = s.mailchimp_server or (key.rsplit("-", 1)[1] if "-" in key else "")
+    if key and (server or s.mailchimp_base_url):
+        api = MailchimpApi(
+            key,
+            server,
+            s.mailchimp_base_url,
+            s.mailchimp_timeout,
+            s.mailchimp_max_connections,
+        )
+        mailchimp = erasure.MailchimpEraser(api)
+    twilio = None
+    if s.twilio_account_sid and s.twilio_auth_token:
+        twilio = erasure.TwilioEraser(
+            s.twilio_account_sid, s.twilio_auth_token, s.twilio_base_url, s.twilio_timeout
+        )
+    return erasure.Processors(mailchimp=mailchimp, twilio=twilio)
+
+
+@dramatiq.actor(queue_name=INTAKE_QUEUE, max_retries=3, min_backoff=60_000)
+def erase_at_processors(destination_id: int) -> None:
+    """GD-5: ask the processor of one erasure destination to delete the person
+    (campaigns.erasure). A processor's failure is recorded with its next attempt, which
+    the clock enqueues again; only a failure of the store itself is retried here."""
+    ctx = context()
+    with erasure_processors(ctx) as processors:
+        done = erasure.attempt(ctx.engine, destination_id, processors, now=ctx.clock())
+    if done is not None:
+        logs.get("outreach.erasure").info(
+            "erasure at processor",
+            destination=done.destination,
+            status=done.status,
+            attempts=str(done.attempts),
+        )

@@ -1,9 +1,9 @@
 """The clock process: periodic jobs. Run exactly one clock per installation.
 
 Jobs: reconcile campaigns (re-enqueue lost or waiting batches, turn stale `sending`
-into `unknown`), poll partners' SFTP folders, read the opt-out mailbox, and delete
-expired partner leads (GD-2). Every job is safe to run twice; a second clock would
-only waste work, but one is the rule.
+into `unknown`), poll partners' SFTP folders, read the opt-out mailbox, delete expired
+partner leads (GD-2), and enqueue the erasures due at processors (GD-5). Every job is
+safe to run twice; a second clock would only waste work, but one is the rule.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from campaigns import erasure
 from campaigns.reconcile import Reconciled, reconcile
 from worker import actors
 from worker.context import Context
@@ -24,6 +25,7 @@ from worker.services import channel_factory
 log = logging.getLogger("outreach.clock")
 
 RECONCILE_SECONDS = 30  # the default of OUTREACH_RECONCILE_SECONDS
+ERASURE_SECONDS = 60  # the first retry of a failed erasure comes a minute after it
 
 
 def reconcile_job(ctx: Context) -> Reconciled:
@@ -48,10 +50,24 @@ def reconcile_job(ctx: Context) -> Reconciled:
     return done
 
 
+def erasure_job(ctx: Context) -> list[int]:
+    """Enqueue every erasure destination due at the process's clock (pending, or failed
+    and past its backoff): the state is in the store, so an erasure survives a restart."""
+    actors.configure(ctx)
+    with ctx.engine.begin() as conn:
+        due = erasure.claim_due(conn, ctx.clock())
+    for destination_id in due:
+        actors.erase_at_processors.send(destination_id)
+    if due:
+        log.info("erasure: %d destinations enqueued", len(due))
+    return due
+
+
 def jobs(ctx: Context) -> list[tuple[str, Callable[[], Any], int]]:
     """(name, function, interval in seconds) of every periodic job."""
     found: list[tuple[str, Callable[[], Any], int]] = [
-        ("reconcile", lambda: reconcile_job(ctx), ctx.settings.reconcile_seconds)
+        ("reconcile", lambda: reconcile_job(ctx), ctx.settings.reconcile_seconds),
+        ("erasure at processors (GD-5)", lambda: erasure_job(ctx), ERASURE_SECONDS),
     ]
     found.extend(_optional_jobs(ctx))
     return found
@@ -66,6 +82,9 @@ def _optional_jobs(ctx: Context) -> list[tuple[str, Callable[[], Any], int]]:
     purge = getattr(actors, "purge_expired_leads", None)
     if purge is not None:
         extra.append(("lead retention (GD-2)", lambda: purge.send(), 24 * 3600))
+    expire = getattr(actors, "expire_files", None)
+    if expire is not None:
+        extra.append(("archives and call lists (GD-5)", lambda: expire.send(), 6 * 3600))
     mailbox = getattr(actors, "check_mailbox", None)
     if mailbox is not None and getattr(ctx.settings, "imap_host", None):
         extra.append(("opt-out mailbox", lambda: mailbox.send(), 5 * 60))

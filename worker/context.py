@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
 from suppression.errors import ConfigurationError
 from suppression.keys import Hasher
@@ -35,12 +35,14 @@ class Context:
     def engine(self) -> Engine:
         """The store, once it is known that every key it holds digests under is
         configured (campaigns.keyring.check: a ConfigurationError names the key id)."""
-        from campaigns import keyring
+        from campaigns import installation, keyring
 
         engine = db.engine(self.settings)
         try:
             with engine.begin() as conn:
                 keyring.check(conn, self.hasher, self.clock())
+                if inspect(conn).has_table("installation"):  # else `db upgrade` to come
+                    installation.ensure(conn)
         except BaseException:
             engine.dispose()
             raise

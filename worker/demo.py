@@ -195,11 +195,10 @@ def _show_link(campaign_id: int) -> None:
             .order_by(recipients.c.id)
             .limit(1)
         ).first()
+        signer = tokens.signer(conn, ctx.hasher)
     if row is None:
         return
-    link = (
-        f"{ctx.settings.public_url}/u/{tokens.for_recipient(ctx.hasher, int(row.id), row.token_id)}"
-    )
+    link = f"{ctx.settings.public_url}/u/{tokens.for_recipient(signer, int(row.id), row.token_id)}"
     env = f"DATABASE_URL={ctx.settings.database_url} OUTREACH_SECRET_KEY=$(cat {SECRET_FILE})"
     console.print(
         Panel.fit(

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     partners_file: Path = Field(default=Path("partners.toml"), alias="OUTREACH_PARTNERS_FILE")
     lead_retention_days: int = Field(default=365, alias="OUTREACH_LEAD_RETENTION_DAYS", ge=1)
     sftp_poll_minutes: int = Field(default=5, alias="OUTREACH_SFTP_POLL_MINUTES", ge=1)
+    # GD-5: archived partner files are deleted this long after they were archived.
+    archive_keep_days: int = Field(default=30, alias="OUTREACH_ARCHIVE_KEEP_DAYS", ge=1)
+    # Call lists exported for the call centre, likewise (campaigns.filetraces).
+    calllist_keep_days: int = Field(default=30, alias="OUTREACH_CALLLIST_KEEP_DAYS", ge=1)
     # The clock's reconciliation (campaigns.reconcile): how often, and when a batch still
     # `queued` or a recipient still `sending` counts as stuck. Shorter in tests.
     reconcile_seconds: int = Field(default=30, alias="OUTREACH_RECONCILE_SECONDS", ge=1)

@@ -135,6 +135,7 @@ def build_export(
                 if r.rule == "TP-1"
             ],
         )
+        signer = tokens.signer(conn, hasher)
     # ALL-6 / TP-7: the ledger (and the frequency cap) once more, as at any send.
     checker = SendCheck(engine, config, now=lambda: now)
     stopped: dict[int, str] = {}
@@ -159,7 +160,7 @@ def build_export(
                     r.phone,
                     f"{r.rule} {r.basis}".strip(),
                     CALLING_HOURS_TEXT,
-                    f"{base}/u/{tokens.for_recipient(hasher, rid, r.token_id)}",
+                    f"{base}/u/{tokens.for_recipient(signer, rid, r.token_id)}",
                     snapshot.snapshot_date.isoformat(),
                 )
             )

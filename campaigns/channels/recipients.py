@@ -41,6 +41,7 @@ def recipient_lookup(engine: Engine, hasher: Hasher, public_url: str) -> Recipie
         found: dict[int, RecipientRef] = {}
         wanted = list(dict.fromkeys(ids))
         with engine.connect() as conn:
+            signer = tokens.signer(conn, hasher)
             for start in range(0, len(wanted), CHUNK):
                 rows = conn.execute(
                     select(
@@ -58,7 +59,7 @@ def recipient_lookup(engine: Engine, hasher: Hasher, public_url: str) -> Recipie
                     # Only a recipient allowed at launch has a token (and a key id).
                     allowed = r.token_id is not None or r.key_id is not None
                     url = (
-                        f"{base}/u/{tokens.for_recipient(hasher, int(r.id), r.token_id)}"
+                        f"{base}/u/{tokens.for_recipient(signer, int(r.id), r.token_id)}"
                         if allowed
                         else ""
                     )

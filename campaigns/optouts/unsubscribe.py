@@ -71,7 +71,7 @@ class ChoiceError(ValueError):
 
 def find(conn: Connection, hasher: Hasher, token: str) -> TokenTarget | None:
     """The token's target, or None for a forged, malformed or unknown token."""
-    ref = tokens.decode_ref(hasher, token)
+    ref = tokens.decode_ref(tokens.signer(conn, hasher), token)
     if ref is not None and ref.kind == tokens.RECIPIENT:
         found = conn.execute(_FIND_RECIPIENT, {"id": ref.id}).first()
         if found is None or not found.key_hash:

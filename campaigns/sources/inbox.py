@@ -17,6 +17,7 @@ from suppression.errors import OutreachError
 IN_PROGRESS_SUFFIXES: Final = (".part", ".tmp", ".filepart", ".partial")
 DONE_SUFFIX: Final = ".done"
 REPORT_SUFFIX: Final = ".errors.csv"
+PART_SUFFIX: Final = ".part"  # what an atomic write writes to before the rename
 
 
 class InboxError(OutreachError):
@@ -33,6 +34,10 @@ class InboxFile:
     name: str
     size: int
     mtime: int  # as the inbox reports it (seconds on SFTP, nanoseconds locally)
+
+
+# A listing's type, for classes whose own `list` method hides the builtin.
+InboxFiles = list[InboxFile]
 
 
 class Inbox(Protocol):
@@ -61,6 +66,26 @@ class Inbox(Protocol):
 
     def remove(self, name: str) -> None:
         """Delete an inbox file (a `.done` marker once its file is archived)."""
+        ...
+
+    # The archive folder (campaigns.archives: retention and erasure of archived files).
+
+    def list_archive(self) -> InboxFiles:
+        """Regular files in the archive folder (no folders, no links followed)."""
+        ...
+
+    def fetch_archived(self, name: str, dest: Path) -> int:
+        """Copy an archived file to a local path; returns the bytes copied.
+        FileNotFoundError when the archive no longer holds it."""
+        ...
+
+    def replace_archived(self, name: str, source: Path) -> None:
+        """Replace an archived file with the content of a local file, atomically: written
+        to `<name>.part` beside it, then renamed over it (no reader sees half a file)."""
+        ...
+
+    def delete_archived(self, name: str) -> bool:
+        """Delete an archived file; False when it was already gone."""
         ...
 
     def close(self) -> None: ...

@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from campaigns.sources.inbox import REPORT_SUFFIX, InboxFile, tagged
+from campaigns.sources.inbox import PART_SUFFIX, REPORT_SUFFIX, InboxFile, InboxFiles, tagged
 
 
 class LocalInbox:
@@ -22,13 +22,7 @@ class LocalInbox:
             folder.mkdir(parents=True, exist_ok=True)
 
     def list(self) -> list[InboxFile]:
-        found = []
-        with os.scandir(self.inbox) as entries:
-            for entry in entries:
-                if entry.is_file(follow_symlinks=False):
-                    st = entry.stat(follow_symlinks=False)
-                    found.append(InboxFile(entry.name, st.st_size, st.st_mtime_ns))
-        return sorted(found, key=lambda f: f.name)
+        return _files(self.inbox)
 
     def fetch(self, name: str, dest: Path) -> int:
         shutil.copyfile(self.inbox / name, dest)
@@ -55,5 +49,37 @@ class LocalInbox:
     def remove(self, name: str) -> None:
         (self.inbox / name).unlink(missing_ok=True)
 
+    def list_archive(self) -> InboxFiles:
+        return _files(self.archive_dir)
+
+    def fetch_archived(self, name: str, dest: Path) -> int:
+        shutil.copyfile(self.archive_dir / name, dest)
+        return dest.stat().st_size
+
+    def replace_archived(self, name: str, source: Path) -> None:
+        part = self.archive_dir / (name + PART_SUFFIX)
+        with source.open("rb") as src, part.open("wb") as out:
+            shutil.copyfileobj(src, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(part, self.archive_dir / name)
+
+    def delete_archived(self, name: str) -> bool:
+        try:
+            (self.archive_dir / name).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def close(self) -> None:
         pass
+
+
+def _files(folder: Path) -> list[InboxFile]:
+    found = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+                found.append(InboxFile(entry.name, st.st_size, st.st_mtime_ns))
+    return sorted(found, key=lambda f: f.name)

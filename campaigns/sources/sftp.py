@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
+import shutil
 import stat
 from pathlib import Path
 
 import paramiko
 
-from campaigns.sources.inbox import REPORT_SUFFIX, InboxError, InboxFile, tagged
+from campaigns.sources.inbox import (
+    PART_SUFFIX,
+    REPORT_SUFFIX,
+    InboxError,
+    InboxFile,
+    InboxFiles,
+    tagged,
+)
 from campaigns.sources.partners_config import SftpConfig
 
 
@@ -38,10 +46,13 @@ class SftpInbox:
         return posixpath.join(folder, name)
 
     def list(self) -> list[InboxFile]:
+        return self._files(self.config.inbox)
+
+    def _files(self, folder: str) -> InboxFiles:
         try:
-            entries = self._sftp.listdir_attr(self.config.inbox)
+            entries = self._sftp.listdir_attr(folder)
         except OSError as exc:
-            raise InboxError(self.partner, f"cannot list {self.config.inbox}: {exc}") from None
+            raise InboxError(self.partner, f"cannot list {folder}: {exc}") from None
         found = [
             InboxFile(e.filename, int(e.st_size or 0), int(e.st_mtime or 0))
             for e in entries
@@ -84,6 +95,29 @@ class SftpInbox:
     def remove(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._sftp.remove(self._path(self.config.inbox, name))
+
+    def list_archive(self) -> InboxFiles:
+        return self._files(self.config.archive)
+
+    def fetch_archived(self, name: str, dest: Path) -> int:
+        with dest.open("wb") as out:
+            self._sftp.getfo(self._path(self.config.archive, name), out, prefetch=True)
+        return dest.stat().st_size
+
+    def replace_archived(self, name: str, source: Path) -> None:
+        final = self._path(self.config.archive, name)
+        part = final + PART_SUFFIX
+        with source.open("rb") as src, self._sftp.open(part, "wb") as f:
+            f.set_pipelined(True)
+            shutil.copyfileobj(src, f, 1 << 16)
+        self._sftp.posix_rename(part, final)
+
+    def delete_archived(self, name: str) -> bool:
+        try:
+            self._sftp.remove(self._path(self.config.archive, name))
+        except FileNotFoundError:
+            return False
+        return True
 
     def close(self) -> None:
         self._sftp.close()

@@ -457,6 +457,7 @@ timeout_seconds = 10
                 .join(contacts, contacts.c.id == recipients.c.contact_id)
                 .where(recipients.c.campaign_id == campaign_id)
             ).all()  # fmt: skip
+            signer = tokens.signer(conn, self.hasher)
         return [
             Recipient(
                 id=int(r.id),
@@ -469,7 +470,7 @@ timeout_seconds = 10
                 batch_no=r.batch_no,
                 phone=r.phone,
                 email=r.email,
-                token=tokens.for_recipient(self.hasher, int(r.id), r.token_id),
+                token=tokens.for_recipient(signer, int(r.id), r.token_id),
             )
             for r in rows
         ]

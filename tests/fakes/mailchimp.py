@@ -97,6 +97,11 @@ class FakeMailchimp(FakeServer):
     :attr:`sends` with its recipients (subscribed members, of the segment if any).
     Members, segments and campaigns are stamped (``last_changed``, ``create_time``, ...) on
     ``clock``, the provider's clock (see :class:`FakeServer`).
+
+    A member deleted permanently (``POST .../members/{hash}/actions/delete-permanent``, 204)
+    is gone from the list and its segments (a GET of it is 404) and, as in the real API,
+    cannot be added again ("Forgotten Email Not Subscribed"); :attr:`deleted` lists the
+    deletions (list id and subscriber hash). :meth:`fail_erasures` makes them fail.
     """
 
     name: ClassVar[str] = "FakeMailchimp"
@@ -117,6 +122,7 @@ class FakeMailchimp(FakeServer):
         self.lists: dict[str, dict[str, Any]] = {}
         self.campaigns: dict[str, dict[str, Any]] = {}
         self.sends: list[dict[str, Any]] = []
+        self.deleted: list[dict[str, Any]] = []
         self.too_many_requests = 0
         self.max_concurrency = 0
         self._in_flight = 0
@@ -134,6 +140,10 @@ class FakeMailchimp(FakeServer):
             ("put", "/lists/{list_id}/members/{subscriber_hash}"): self._put_member,
             ("patch", "/lists/{list_id}/members/{subscriber_hash}"): self._patch_member,
             ("post", "/lists/{list_id}/members/{subscriber_hash}/tags"): self._member_tags,
+            (
+                "post",
+                "/lists/{list_id}/members/{subscriber_hash}/actions/delete-permanent",
+            ): self._delete_member_permanent,
             ("post", "/lists/{list_id}/segments"): self._create_segment,
             ("get", "/lists/{list_id}/segments/{segment_id}"): self._get_segment,
             ("post", "/lists/{list_id}/segments/{segment_id}"): self._segment_members_batch,
@@ -156,6 +166,7 @@ class FakeMailchimp(FakeServer):
                 "name": name,
                 "members": {},
                 "segments": {},
+                "forgotten": set(),  # subscriber hashes deleted permanently
                 "merge_fields": [
                     {"merge_id": i, "tag": tag, "name": label, "type": kind, "list_id": list_id}
                     for i, (tag, label, kind) in enumerate(_DEFAULT_MERGE_FIELDS, start=1)
@@ -196,6 +207,15 @@ class FakeMailchimp(FakeServer):
         found = self.member(email, list_id)
         return found["status"] if found else None
 
+    def forgotten(self, email: str, list_id: str = DEFAULT_LIST_ID) -> bool:
+        """Whether the member was deleted permanently from the list."""
+        with self.lock:
+            return subscriber_hash(email) in self._list(list_id)["forgotten"]
+
+    def fail_erasures(self, n: int | None = 1, status: int = 503) -> Fault:
+        """Answer ``status`` to the next ``n`` permanent deletions (``None``: until cleared)."""
+        return self.fail_next(n, status, method="POST", path="/actions/delete-permanent")
+
     def recipients(self, campaign_id: str) -> list[str]:
         """Who received campaign ``campaign_id`` (over all its sends)."""
         with self.lock:
@@ -214,8 +234,10 @@ class FakeMailchimp(FakeServer):
             for mc_list in self.lists.values():
                 mc_list["members"].clear()
                 mc_list["segments"].clear()
+                mc_list["forgotten"].clear()
             self.campaigns.clear()
             self.sends.clear()
+            self.deleted.clear()
             self.too_many_requests = 0
             self.max_concurrency = 0
 
@@ -231,11 +253,13 @@ class FakeMailchimp(FakeServer):
                         "segments": {
                             str(sid): sorted(seg["members"]) for sid, seg in lst["segments"].items()
                         },
+                        "forgotten": sorted(lst["forgotten"]),
                     }
                     for list_id, lst in self.lists.items()
                 },
                 campaigns={cid: self._campaign_view(c) for cid, c in self.campaigns.items()},
                 sends=[dict(s, recipients=list(s["recipients"])) for s in self.sends],
+                deleted=[dict(d) for d in self.deleted],
                 too_many_requests=self.too_many_requests,
                 max_concurrency=self.max_concurrency,
             )
@@ -248,6 +272,7 @@ class FakeMailchimp(FakeServer):
             "add_member": self.add_member,
             "unsubscribe": self.unsubscribe,
             "clean": self.clean,
+            "fail_erasures": lambda **kw: self.fail_erasures(**kw).as_dict(),
         }
 
     # -- HTTP -----------------------------------------------------------------------
@@ -351,6 +376,13 @@ class FakeMailchimp(FakeServer):
                 400, f"{email} looks fake or invalid, please enter a real email address."
             )
         member_id = subscriber_hash(email)
+        if member_id in mc_list["forgotten"]:
+            raise MailchimpError(
+                400,
+                f"{email} was permanently deleted and cannot be re-imported. "
+                "The contact must re-subscribe to get back on the list.",
+                title="Forgotten Email Not Subscribed",
+            )
         now = self._stamp()
         member = {
             "id": member_id,
@@ -503,6 +535,18 @@ class FakeMailchimp(FakeServer):
             else:
                 names.discard(tag["name"])
         member["tags"] = [{"id": i, "name": n} for i, n in enumerate(sorted(names), start=1)]
+        return Response(204)
+
+    def _delete_member_permanent(self, request: Request, params: dict[str, str]) -> Response:
+        mc_list = self._list(params["list_id"])
+        member = self._member(mc_list, params["subscriber_hash"])
+        del mc_list["members"][member["id"]]
+        for segment in mc_list["segments"].values():
+            segment["members"].discard(member["id"])
+        mc_list["forgotten"].add(member["id"])
+        self.deleted.append(
+            {"seq": request.entry["seq"], "list_id": mc_list["id"], "subscriber_hash": member["id"]}
+        )
         return Response(204)
 
     def _batch_members(self, request: Request, params: dict[str, str]) -> Response:

@@ -92,6 +92,9 @@ class FakeTwilio(FakeServer):
     Sending to a number of :attr:`opted_out` gets 400 with code 21610. Created messages are
     appended to :attr:`messages` with monotonic and wall-clock arrival stamps; a message's
     ``date_created`` is on ``clock``, the provider's clock (see :class:`FakeServer`).
+    ``DELETE .../Messages/{Sid}.json`` (204) removes a message from :attr:`messages` (a GET
+    of it is then 404) and appends its SID to :attr:`deleted`; :meth:`fail_deletes` makes
+    deletions fail.
     """
 
     name: ClassVar[str] = "FakeTwilio"
@@ -113,6 +116,7 @@ class FakeTwilio(FakeServer):
         self.mps = mps
         self.opted_out: set[str] = set(opted_out)
         self.messages: list[dict[str, Any]] = []
+        self.deleted: list[str] = []
         self.rate_limited = 0
         self._window: collections.deque[float] = collections.deque()
         self._validator = TwilioSpecValidator()
@@ -141,6 +145,14 @@ class FakeTwilio(FakeServer):
             raise ValueError(f"unknown Twilio error code {code}; known: {sorted(ERRORS)}")
         return self.add_fault("error", code=code, remaining=n, method="POST", path="/Messages.json")
 
+    def fail_deletes(self, n: int | None = 1, status: int = 503) -> Fault:
+        """Answer ``status`` to the next ``n`` message deletions (``None``: until cleared)."""
+        return self.fail_next(n, status, method="DELETE", path="/Messages/")
+
+    def message(self, sid: str) -> dict[str, Any] | None:
+        with self.lock:
+            return next((dict(m) for m in self.messages if m["sid"] == sid), None)
+
     def messages_to(self, number: str) -> list[dict[str, Any]]:
         with self.lock:
             return [dict(m) for m in self.messages if m["to"] == number]
@@ -157,6 +169,7 @@ class FakeTwilio(FakeServer):
         super().reset()
         with self.lock:
             self.messages.clear()
+            self.deleted.clear()
             self.rate_limited = 0
             self._window.clear()
 
@@ -165,6 +178,7 @@ class FakeTwilio(FakeServer):
         with self.lock:
             state.update(
                 messages=[dict(m) for m in self.messages],
+                deleted=list(self.deleted),
                 opted_out=sorted(self.opted_out),
                 rate_limited=self.rate_limited,
                 mps=self.mps,
@@ -179,6 +193,7 @@ class FakeTwilio(FakeServer):
             "opt_in": self.opt_in,
             "error_for": lambda **kw: self.error_for(**kw).as_dict(),
             "error_next": lambda **kw: self.error_next(**kw).as_dict(),
+            "fail_deletes": lambda **kw: self.fail_deletes(**kw).as_dict(),
         }
 
     def _warm_up(self) -> None:
@@ -244,6 +259,8 @@ class FakeTwilio(FakeServer):
             return self._create(request, form)
         if message and request.method == "GET":
             return self._fetch(request, message["sid"])
+        if message and request.method == "DELETE":
+            return self._delete(request, message["sid"])
         if messages and request.method == "GET":
             return self._list(request)
         return Response(501, {"code": 0, "message": f"{self.name} does not implement this"})
@@ -341,6 +358,16 @@ class FakeTwilio(FakeServer):
         if found is None:
             return self._error(request, 20404, path=request.path)
         return Response(200, found)
+
+    def _delete(self, request: Request, sid: str) -> Response:
+        with self.lock:
+            found = next((m for m in self.messages if m["sid"] == sid), None)
+            if found is not None:
+                self.messages.remove(found)
+                self.deleted.append(sid)
+        if found is None:
+            return self._error(request, 20404, path=request.path)
+        return Response(204)
 
     def _list(self, request: Request) -> Response:
         query = {k: v[-1] for k, v in request.query.items()}

@@ -478,7 +478,9 @@ def test_pause_takes_effect_within_one_sub_batch_and_resume_finishes(harness: Ha
     h = harness
     people = 3000
     h.people(people)
-    campaign_id = h.launch("email", batch_size=100, rate_limit=400)
+    # 100 a second: the 2,700 left take 27 s, longer than `outreach campaign cancel`
+    # takes to start on a loaded machine (a CLI start has taken 8 s here).
+    campaign_id = h.launch("email", batch_size=100, rate_limit=100)
     h.workers.start(WORKER_PROCESSES)
     h.enqueue_all(campaign_id)
     h.wait_for("sending", lambda: h.states(campaign_id)["sent"] >= 300, 30, _nothing)
@@ -512,7 +514,9 @@ def test_cancel_takes_effect_within_one_sub_batch_and_the_rest_end_cancelled(
     h = harness
     people = 3000
     h.people(people)
-    campaign_id = h.launch("email", batch_size=100, rate_limit=400)
+    # 100 a second: the 2,700 left take 27 s, longer than `outreach campaign cancel`
+    # takes to start on a loaded machine (a CLI start has taken 8 s here).
+    campaign_id = h.launch("email", batch_size=100, rate_limit=100)
     h.workers.start(WORKER_PROCESSES)
     h.enqueue_all(campaign_id)
     h.wait_for("sending", lambda: h.states(campaign_id)["sent"] >= 300, 30, _nothing)

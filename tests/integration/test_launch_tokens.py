@@ -99,7 +99,7 @@ def test_the_link_in_a_message_names_the_recipient_and_survives_erasure(
             .order_by(recipients.c.id)
             .limit(1)
         ).one()
-    token = tokens.for_recipient(hasher, int(first.id), None)
+        token = tokens.for_recipient(tokens.signer(conn, hasher), int(first.id), None)
     assert len(token) <= 24
     with engine.begin() as conn:  # the person asks to be forgotten: the link still works
         people.forget(
@@ -141,18 +141,21 @@ def test_recipient_tokens_cannot_be_forged_from_other_tokens(
             ).all()
         )
     sent_to = int(ids["send"])
+    with engine.connect() as conn:
+        signer = tokens.signer(conn, hasher)
+        other_key = tokens.Signer(Hasher(b"not-our-secret-key-0123456789abc"), signer.installation)
     # The MAC of a token row's token with the recipient flag set: a different purpose.
-    raw = bytearray(base64.urlsafe_b64decode(tokens.encode(hasher, sent_to) + "=="))
+    raw = bytearray(base64.urlsafe_b64decode(tokens.encode(signer, sent_to) + "=="))
     raw[0] |= 0x80
     flagged = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
-    excluded = tokens.encode_recipient(hasher, int(ids["excluded:no_consent"]))
-    other_key = tokens.encode_recipient(Hasher(b"not-our-secret-key-0123456789abc"), sent_to)
+    excluded = tokens.encode_recipient(signer, int(ids["excluded:no_consent"]))
+    forged = tokens.encode_recipient(other_key, sent_to)
     with engine.connect() as conn:
-        assert unsubscribe.find(conn, hasher, tokens.encode_recipient(hasher, sent_to))
-        for bad in (flagged, excluded, other_key, tokens.encode_recipient(hasher, 10**9)):
+        assert unsubscribe.find(conn, hasher, tokens.encode_recipient(signer, sent_to))
+        for bad in (flagged, excluded, forged, tokens.encode_recipient(signer, 10**9)):
             assert unsubscribe.find(conn, hasher, bad) is None, bad
     # A token row's token still names its row, whatever recipients exist.
-    assert tokens.decode_ref(hasher, tokens.encode(hasher, sent_to)) == tokens.TokenRef(
+    assert tokens.decode_ref(signer, tokens.encode(signer, sent_to)) == tokens.TokenRef(
         "token", sent_to
     )
 

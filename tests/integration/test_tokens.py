@@ -56,8 +56,10 @@ def test_forged_truncated_and_garbage_tokens_resolve_to_nothing(
     raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     raw[-1] ^= 0x01
     forged = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
-    other_key = tokens.encode(Hasher(b"not-our-secret-key-0123456789abc"), 1)
     with engine.connect() as conn:
+        other_key = tokens.encode(
+            tokens.signer(conn, Hasher(b"not-our-secret-key-0123456789abc")), 1
+        )
         for bad in (
             forged,
             token[:-1],
@@ -73,7 +75,8 @@ def test_forged_truncated_and_garbage_tokens_resolve_to_nothing(
 
 def test_a_well_signed_token_for_no_row_resolves_to_nothing(engine: Engine, hasher: Hasher) -> None:
     with engine.connect() as conn:
-        assert tokens.resolve(conn, hasher, tokens.encode(hasher, 999_999)) is None
+        signed = tokens.encode(tokens.signer(conn, hasher), 999_999)
+        assert tokens.resolve(conn, hasher, signed) is None
 
 
 def test_tokens_stay_short_for_ids_beyond_2_40(engine: Engine, hasher: Hasher) -> None:

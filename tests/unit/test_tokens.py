@@ -10,10 +10,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from suppression.keys import Hasher
-from suppression.tokens import decode, encode
+from suppression.tokens import (
+    Installation,
+    Signer,
+    decode,
+    decode_ref,
+    encode,
+    encode_recipient,
+)
 
-HASHER = Hasher(b"unit-test-secret-0123456789abcdef")
-OTHER = Hasher(b"someone-elses-secret-0123456789ab")
+HERE = Installation(b"installation-one", legacy_token_max=100, legacy_recipient_max=1000)
+HASHER = Signer(Hasher(b"unit-test-secret-0123456789abcdef"), HERE)
+OTHER = Signer(Hasher(b"someone-elses-secret-0123456789ab"), HERE)
 
 
 @given(st.integers(min_value=0, max_value=2**40))
@@ -33,9 +41,39 @@ def test_a_token_signed_with_another_key_is_refused() -> None:
 
 
 def test_a_token_issued_before_a_key_rotation_still_decodes() -> None:
-    rotated = Hasher(b"the-new-secret-key-0123456789abcd", previous=[HASHER.secret])
+    keys = Hasher(b"the-new-secret-key-0123456789abcd", previous=[HASHER.hasher.secret])
+    rotated = Signer(keys, HERE)
     assert decode(rotated, encode(HASHER, 42)) == 42
     assert decode(rotated, encode(rotated, 43)) == 43
+
+
+def test_a_token_of_another_installation_under_the_same_key_is_refused() -> None:
+    """A second database (same key, its own ids) signs its own installation id: its
+    links never act here, where the same id names someone else."""
+    there = Signer(HASHER.hasher, Installation(b"installation-two"))
+    assert decode(there, encode(there, 42)) == 42
+    assert decode(HASHER, encode(there, 42)) is None
+    assert decode_ref(HASHER, encode_recipient(there, 42)) is None
+
+
+def _unbound(signer: Signer, purpose: str, flag: int, value: int) -> str:
+    """A token as issued before tokens signed the installation (before migration 0009)."""
+    body = value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
+    mac = signer.hasher.sign(purpose, body)[:10]
+    return _token(bytes([len(body) | flag]) + body + mac)
+
+
+def test_a_token_issued_before_the_binding_works_for_the_ids_issued_then() -> None:
+    old_row = _unbound(HASHER, "unsubscribe-token", 0, 100)
+    old_recipient = _unbound(HASHER, "recipient-unsubscribe-token", 0x80, 1000)
+    assert decode(HASHER, old_row) == 100
+    found = decode_ref(HASHER, old_recipient)
+    assert found is not None and (found.kind, found.id) == ("recipient", 1000)
+
+
+def test_an_unbound_token_above_the_ids_issued_before_the_binding_is_refused() -> None:
+    assert decode(HASHER, _unbound(HASHER, "unsubscribe-token", 0, 101)) is None
+    assert decode_ref(HASHER, _unbound(HASHER, "recipient-unsubscribe-token", 0x80, 1001)) is None
 
 
 def _raw(token: str) -> bytes:

@@ -5,6 +5,7 @@ from pathlib import Path
 import click
 
 from campaigns import calllist as calllist_mod
+from campaigns import filetraces
 from worker.commands import json_option
 from worker.context import Context
 from worker.output import console, emit_json, err_console
@@ -35,6 +36,8 @@ def export(campaign_id: int, out: Path, as_json: bool) -> None:
         ctx.engine, ctx.hasher, ctx.policy, campaign_id, ctx.settings.public_url, ctx.clock()
     )
     calllist_mod.write_csv(result, out)
+    with ctx.engine.begin() as conn:  # so that `forget` rewrites it and it expires
+        filetraces.record_export(conn, campaign_id, out, now=ctx.clock())
     if as_json:
         emit_json({**result.as_dict(), "file": str(out)})
         return

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
 
-from campaigns import people
+from campaigns import archives, erasure, filetraces, people
+from campaigns.sources.partners_config import load_partners
+from suppression.errors import ConfigurationError
 from suppression.policy import CHANNELS, decide
 from worker import db
 from worker.commands import identity_from, identity_options, json_option
 from worker.context import Context
-from worker.output import console, emit_json
+from worker.output import console, emit_json, err_console
 
 
 @click.command()
@@ -20,16 +24,102 @@ def forget(email: str | None, phone: str | None, actor: str, as_json: bool) -> N
     """Erase a person (GDPR art. 17): every plaintext trace goes, the hashed no stays (ALL-4)."""
     ident = identity_from(email, phone)
     ctx = Context.load()
+    lists = [ctx.settings.mailchimp_list_id] if ctx.settings.mailchimp_list_id else []
     with ctx.engine.begin() as conn:
-        counts = people.forget(conn, ctx.hasher, ident, now=ctx.clock(), actor=actor)
-    db.after_erasure(ctx.engine)
-    if as_json:
-        emit_json(counts)
-    else:
-        console.print(
-            f"erased: {counts['contacts_cleared']} contact cleared, {counts['consents_deleted']} consent records "
-            f"deleted; the hashed suppression is kept ({counts['ledger_entries_added']} new ledger entries)"
+        targets = people.file_targets(conn, ctx.hasher, ident)  # before the sources go
+        counts = people.forget(
+            conn, ctx.hasher, ident, now=ctx.clock(), actor=actor, mailchimp_lists=lists
         )
+    files = _erase_files(ctx, targets)
+    db.after_erasure(ctx.engine)
+    destinations = _erase_at_processors(ctx, str(counts["erasure"]))
+    if as_json:
+        emit_json(
+            {
+                **counts,
+                "destinations": [d.as_dict() for d in destinations],
+                "files": [f.as_dict() for f in files],
+            }
+        )
+        return
+    console.print(
+        f"erased: {counts['contacts_cleared']} contact cleared, {counts['consents_deleted']} consent records "
+        f"deleted; the hashed suppression is kept ({counts['ledger_entries_added']} new ledger entries)"
+    )
+    if not destinations:
+        console.print("  no processor holds the person")
+    for d in destinations:
+        console.print(f"  {_destination_line(d.as_dict())}", highlight=False)
+    for f in files:
+        console.print(f"  {_file_line(f)}", highlight=False)
+    if any(f.action == filetraces.FAILED for f in files):
+        err_console.print(
+            "some files could not be rewritten (listed above): fix the cause and run "
+            "`outreach forget` again for the same person"
+        )
+
+
+def _erase_files(
+    ctx: Context, targets: people.FileTargets
+) -> list[filetraces.FileTrace | archives.ArchiveTrace]:
+    """ALL-4 / GD-5 outside the store: the outbox, the call lists we exported, the
+    partner files in the archives. Each file says what was done to it."""
+    if targets.contact_id is None:
+        return []
+    now = ctx.clock()
+    done: list[filetraces.FileTrace | archives.ArchiveTrace] = []
+    with ctx.engine.begin() as conn:
+        done += filetraces.erase(
+            conn, ctx.hasher, targets.contact_id, Path(ctx.settings.outbox_dir), now=now
+        )
+    try:
+        partners = load_partners(ctx.settings.partners_file)
+    except ConfigurationError:
+        # The erasure is committed: go on without the partners' inboxes (an archived
+        # file of a partner not configured is reported `failed`, naming the partner).
+        partners = {}
+    matches = archives.Matches(ctx.hasher, targets.identities)
+    done += archives.erase(
+        ctx.engine, partners, targets.import_ids, matches, policy=ctx.policy, now=now
+    )
+    return done
+
+
+def _file_line(f: filetraces.FileTrace | archives.ArchiveTrace) -> str:
+    where = f.path if isinstance(f, filetraces.FileTrace) else f"{f.partner}: {f.file}"
+    kind = f.kind if isinstance(f, filetraces.FileTrace) else "archive"
+    line = f"{kind} {where}: {f.action}"
+    if f.rows_removed:
+        line += f" ({f.rows_removed} removed)"
+    return line + (f" ({f.reason})" if f.reason else "")
+
+
+def _erase_at_processors(ctx: Context, erasure_ref: str) -> list[erasure.Destination]:
+    """GD-5, once right away after the commit: what fails stays for the worker (the
+    clock enqueues it again after its backoff)."""
+    from worker.actors import erasure_processors
+
+    with ctx.engine.connect() as conn:
+        planned = erasure.of_erasure(conn, erasure_ref)
+    if not planned:
+        return []
+    with erasure_processors(ctx) as processors:
+        erasure.attempt_all(ctx.engine, [d.id for d in planned], processors, ctx.clock())
+    with ctx.engine.connect() as conn:
+        return erasure.of_erasure(conn, erasure_ref)
+
+
+def _destination_line(d: dict[str, Any]) -> str:
+    line = f"{d['destination']}: {d['status']} after {d['attempts']} attempt(s)"
+    if d["status"] == erasure.DONE:
+        return f"{line}, at {_when(d['done_at'])}"
+    if d["reason"]:
+        line += f" ({d['reason']})"
+    return f"{line}; next attempt at {_when(d['next_attempt_at'])}"
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "-"
 
 
 @click.command()
@@ -81,6 +171,7 @@ def explain(
         campaign_part = (
             _campaign(conn, ctx, person, campaign_id) if campaign_id is not None else None
         )
+        erased_at = erasure.of_contact(conn, person.contact["id"]) if person.contact else []
     contact = person.contact or {}
     payload = {
         "identity": {
@@ -96,6 +187,8 @@ def explain(
         "register": register_info,
         "purpose": purpose,
         "decisions": decisions,
+        # GD-5: each processor an erasure of the person reached, and how far it got.
+        "erasure": [d.as_dict() for d in erased_at],
     }
     if campaign_part is not None:
         payload["campaign"] = campaign_part
@@ -159,6 +252,10 @@ def _print(payload: dict[str, Any]) -> None:
         console.print(
             f"  snapshot {reg['snapshot_date']}: reserved for phone={reg['reserved_phone']}, post={reg['reserved_post']}"
         )
+    if payload["erasure"]:
+        console.rule("erasure at processors (GD-5)")
+        for d in payload["erasure"]:
+            console.print(f"  {_destination_line(d)}", highlight=False)
     console.rule(f"decisions (purpose: {payload['purpose']})")
     for channel, d in payload["decisions"].items():
         verdict = "[green]may contact[/]" if d["allowed"] else "[red]may not contact[/]"

@@ -54,7 +54,7 @@ def worker(processes: int | None, threads: int | None) -> None:
     import dramatiq
 
     from worker import actors
-    from worker.clock import reconcile_job
+    from worker.clock import erasure_job, reconcile_job
 
     actors.configure(ctx)
     w = dramatiq.Worker(actors.broker, worker_threads=t, worker_timeout=100)
@@ -63,6 +63,7 @@ def worker(processes: int | None, threads: int | None) -> None:
     try:
         while True:
             reconcile_job(ctx)
+            erasure_job(ctx)  # GD-5: an erasure a processor refused is tried again
             time.sleep(5)
     except KeyboardInterrupt:
         pass

@@ -7,6 +7,8 @@ import uvicorn
 
 from worker.context import Context
 
+WORKER_HEALTHCHECK_SECONDS = 60
+
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -36,4 +38,8 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
         access_log=access_log,
         log_level=settings.log_level.lower(),
         server_header=False,
+        # uvicorn kills a worker that does not answer its supervisor's ping within this
+        # many seconds (default 5): on a loaded machine a worker importing the app took
+        # longer, and was killed and restarted over and over, never serving.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
