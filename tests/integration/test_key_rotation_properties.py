@@ -44,7 +44,8 @@ from tests.integration.test_key_rotation import (
 )
 from worker import db
 
-pytestmark = [pytest.mark.integration, pytest.mark.travel]  # launches, sends, TP-2, ES-5
+# Dated (launches, sends, TP-2, ES-5); slow: it travels in `make test-travel`, and once in CI.
+pytestmark = [pytest.mark.integration, pytest.mark.travel, pytest.mark.slow]
 
 POOL = range(1, 7)
 SCOPES = ("email", "sms", "phone", "all")
