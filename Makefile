@@ -77,6 +77,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.normalize
 	$(BIN)/python -m benchmarks.screen
 	$(BIN)/python -m benchmarks.launch
+	$(BIN)/python -m benchmarks.rekey
 	$(BIN)/python -m benchmarks.pipeline
 
 clean:

@@ -8,6 +8,7 @@ HMACs of those identities, so that the person-by-person baseline finds them.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import resource
@@ -15,10 +16,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import dramatiq
@@ -54,6 +56,8 @@ def _working_morning() -> datetime:
 NOW = _working_morning()
 
 SECRET = "benchmark-only-secret-key-0123456789"
+# The key a rotation moves to (OUTREACH_SECRET_KEY after it; SECRET is then the previous key).
+NEW_SECRET = "benchmark-only-rotated-key-9876543210"
 ORG_NAME = "Trygg Hjem Alarm AS"
 ORG_NUMBER = "999999999"
 PARTNER = "Partner A"
@@ -82,13 +86,21 @@ def phone_of(n: int) -> str:
     return f"+474{n:07d}"
 
 
+def rotated_hasher() -> Hasher:
+    """The keys after a rotation: NEW_SECRET current, SECRET the previous key."""
+    return Hasher(NEW_SECRET.encode(), previous=[SECRET.encode()])
+
+
 @dataclass
 class People:
-    """Synthetic contacts 0..count-1; contact id = n + 1."""
+    """Synthetic contacts 0..count-1; contact id = n + 1. Under the hasher's current
+    key, but the people in `old` under its previous key (a rotation under way: contacts
+    not re-keyed yet)."""
 
     count: int
     hasher: Hasher
     now: datetime = NOW
+    old: Collection[int] = frozenset()
 
     def _pool(self) -> list[tuple[str, str, str, str, str]]:
         fake = Faker("no_NO")  # Faker's Norwegian (bokmål) locale; it has no "nb_NO"
@@ -107,14 +119,16 @@ class People:
     def contact_rows(self) -> Iterator[tuple[Any, ...]]:
         pool = self._pool()
         digest = self.hasher.digest
-        key_id = self.hasher.key_id
+        current = self.hasher.key_id
+        old, previous = self.old, key_of_old(self.hasher, self.old)
         for n in range(self.count):
             first, last, street, postal, city = pool[n % len(pool)]
             email, phone = email_of(n), phone_of(n)
+            key_id = previous if n in old else current
             yield (
-                n + 1, email, digest("email", email), phone, "mobile", digest("phone", phone),
-                key_id, first, last, street, postal, city,
-                digest("name_address", name_address_key(f"{first} {last}", street, postal)),
+                n + 1, email, digest("email", email, key_id), phone, "mobile",
+                digest("phone", phone, key_id), key_id, first, last, street, postal, city,
+                digest("name_address", name_address_key(f"{first} {last}", street, postal), key_id),
                 True, n % CUSTOMER_EVERY == 0, self.now, self.now,
             )  # fmt: skip
 
@@ -214,15 +228,51 @@ class People:
                 )
 
 
+def key_of_old(hasher: Hasher, old: Collection[int]) -> str:
+    """The key id of what `old` names: the hasher's previous key (its current one when
+    nothing is old)."""
+    if not old:
+        return hasher.key_id
+    if not hasher.previous_key_ids:
+        raise ValueError("people under a previous key need a hasher with one")
+    return hasher.previous_key_ids[0]
+
+
+def _hits(rng: random.Random, people: int, hit_share: float) -> list[int]:
+    return rng.sample(range(people), int(people * hit_share))
+
+
+def old_people(people: int, hit_share: float, old_every: int, seed: int = 7) -> frozenset[int]:
+    """The people whose ledger entry `ledger_rows(..., old_every=...)` writes under the
+    previous key (every `old_every`-th entry): their no was recorded before the rotation
+    and not copied forward yet, so their contacts are still under that key too."""
+    if not old_every:
+        return frozenset()
+    return frozenset(_hits(random.Random(seed), people, hit_share)[::old_every])
+
+
 def ledger_rows(
-    hasher: Hasher, people: int, total: int, hit_share: float, seed: int = 7
+    hasher: Hasher,
+    people: int,
+    total: int,
+    hit_share: float,
+    seed: int = 7,
+    old_every: int = 0,
 ) -> Iterator[tuple[Any, ...]]:
     """`total` ledger entries: about `hit_share` of the people have one (email
     unsubscribes mostly, some objections, SMS and phone opt-outs, a few alarm contacts);
-    the rest are identities we do not hold (random digests)."""
+    the rest are identities we do not hold (random digests). Under the hasher's current
+    key; with `old_every`, every `old_every`-th entry under its previous key only (made
+    before the rotation: the people of `old_people`, and strangers)."""
     rng = random.Random(seed)
     now = NOW
-    hits = rng.sample(range(people), int(people * hit_share))
+    hits = _hits(rng, people, hit_share)
+    current = hasher.key_id
+    previous = hasher.previous_key_ids[0] if old_every else current
+
+    def key_of(count: int) -> str:
+        return previous if old_every and count % old_every == 0 else current
+
     kinds = (
         ("email", "email", "unsubscribe", 60),
         ("email", "all", "objection", 10),
@@ -236,14 +286,15 @@ def ledger_rows(
         kind, scope, reason, _ = rng.choices(kinds, weights)[0]
         value = email_of(n) if kind == "email" else phone_of(n)
         entry_kind = "exclusion" if reason == "alarm_contact" else "suppression"
+        key_id = key_of(count)
         yield (
-            hasher.digest(kind, value), hasher.key_id, kind, entry_kind, scope, reason, "bench",
+            hasher.digest(kind, value, key_id), key_id, kind, entry_kind, scope, reason, "bench",
             f"hit-{count}", "", now - timedelta(days=rng.randrange(700)), now, "bench",
         )  # fmt: skip
         count += 1
     while count < total:
         yield (
-            rng.randbytes(32), hasher.key_id, "email", "suppression", "email", "unsubscribe",
+            rng.randbytes(32), key_of(count), "email", "suppression", "email", "unsubscribe",
             "bench", f"other-{count}", "", now - timedelta(days=rng.randrange(700)), now, "bench",
         )  # fmt: skip
         count += 1
@@ -255,16 +306,37 @@ LEDGER_COLUMNS = (
 )  # fmt: skip
 
 
-def insert_ledger(conn: Connection, hasher: Hasher, people: int, total: int, hits: float) -> None:
-    insert_rows(conn, ledger_entries, LEDGER_COLUMNS, ledger_rows(hasher, people, total, hits))
+def insert_ledger(
+    conn: Connection,
+    hasher: Hasher,
+    people: int,
+    total: int,
+    hits: float,
+    old_every: int = 0,
+) -> None:
+    insert_rows(
+        conn,
+        ledger_entries,
+        LEDGER_COLUMNS,
+        ledger_rows(hasher, people, total, hits, old_every=old_every),
+    )
 
 
 def insert_register(
-    conn: Connection, hasher: Hasher, people: int, total: int, listed_share: float, seed: int = 9
+    conn: Connection,
+    hasher: Hasher,
+    people: int,
+    total: int,
+    listed_share: float,
+    seed: int = 9,
+    old: Collection[int] = frozenset(),
 ) -> None:
     """An active snapshot dated today (fresh for TP-2) of `total` entries: about
     `listed_share` of the people's phone numbers reserved against calls, the rest
-    numbers and name+address keys of people we do not hold."""
+    numbers and name+address keys of people we do not hold. A listed person is under
+    the key their contact is stored under (`old`: the previous key), as a snapshot
+    loaded before the rotation is once its contacts' digests are copied forward."""
+    previous = key_of_old(hasher, old)
     rng = random.Random(seed)
     now = NOW
     snapshot_id = conn.execute(
@@ -284,22 +356,27 @@ def insert_register(
 
     def rows() -> Iterator[tuple[Any, ...]]:
         listed = rng.sample(range(people), int(people * listed_share))
+        current = hasher.key_id
         for n in listed:
+            key_id = previous if n in old else current
             yield (
                 snapshot_id,
-                hasher.digest("phone", phone_of(n)),
+                hasher.digest("phone", phone_of(n), key_id),
+                key_id,
                 "phone",
                 True,
                 rng.random() < 0.3,
             )
         for _ in range(total - len(listed)):
             kind = "phone" if rng.random() < 0.7 else "name_address"
-            yield (snapshot_id, rng.randbytes(32), kind, kind == "phone", rng.random() < 0.5)
+            yield (
+                snapshot_id, rng.randbytes(32), current, kind, kind == "phone", rng.random() < 0.5
+            )  # fmt: skip
 
     insert_rows(
         conn,
         register_entries,
-        ("snapshot_id", "key_hash", "identity_kind", "reserved_phone", "reserved_post"),
+        ("snapshot_id", "key_hash", "key_id", "identity_kind", "reserved_phone", "reserved_post"),
         rows(),
     )
 
@@ -318,6 +395,39 @@ class Timer:
         now = time.perf_counter()
         took, self.started = now - self.started, now
         return took
+
+
+def run(target: Callable[..., None], *args: Any) -> Any:
+    """Run `target(*args, queue)` in a fresh process (spawn: nothing inherited, so that its
+    peak memory is its own) and return what it put on the queue."""
+    (result,) = run_all([(target, *args)])
+    return result
+
+
+def run_all(calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Each (target, *args) as `run` does, all at once; what each put, in order."""
+    ctx = multiprocessing.get_context("spawn")
+    started = []
+    for target, *args in calls:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=target, args=(*args, queue))
+        proc.start()
+        started.append((target, proc, queue))
+    results = []
+    for target, proc, queue in started:
+        while True:
+            try:
+                results.append(queue.get(timeout=1))
+                break
+            except Empty:
+                if not proc.is_alive():  # died before it answered
+                    raise RuntimeError(
+                        f"{target.__name__} failed with exit code {proc.exitcode}"
+                    ) from None
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"{target.__name__} failed with exit code {proc.exitcode}")
+    return results
 
 
 # -- Redis and worker processes ------------------------------------------------------------

@@ -2,7 +2,8 @@
 enqueued, and peak memory, against a naive person-by-person baseline.
 
     python -m benchmarks.launch [--contacts 1000000 --ledger 2000000 --register 3000000]
-                                [--sample 2000] [--no-call] [--tracemalloc] [--history N]
+                                [--sample 2000] [--no-call] [--no-rotated] [--repeat 3]
+                                [--tracemalloc] [--history N]
 
 On a throwaway PostgreSQL database: N synthetic partner leads with consent (every tenth
 also a customer with an active contract), a ledger of L entries (5 % of the people have
@@ -23,6 +24,20 @@ memory is its own:
   a few queries per person), and extrapolates its rate to N; every sampled decision
   must equal the launch's (decision, rule, basis and evidence).
 
+Then the same launches on a second store of the same size in the middle of a key
+rotation (unless --no-rotated), as production holds it after OUTREACH_SECRET_KEY was
+changed and before `outreach keys rekey` ran: the contacts, 3/4 of the ledger and the
+register under the new key; every fourth ledger entry only under the previous key (a no
+recorded before the rotation and not copied forward yet: the people it names are still
+stored under that key, their register entries too, since moving a contact to the new
+key copies its no's forward in the same transaction; the other such entries name
+strangers); the launch's hasher
+knows both keys. The joins then meet digests of two key ids. Each rotated launch runs
+next to its single-key twin, on a store with the same history (the naive baseline checks
+its decisions too), and --repeat - 1 more launches of each are timed and rolled back,
+the two stores taking turns; the figure is the ratio of the median launch transactions
+(target: <= 1.25).
+
 With --history N, the store also holds N earlier email campaigns to everyone that finished
 60 days ago (a recipient row per contact each, as months of campaigns leave behind): the
 launch's figures should not grow with them.
@@ -34,12 +49,19 @@ Python heap's peak (slower; its time is not a figure).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import random
+import statistics
 import sys
 import time
 import tracemalloc
+from contextlib import ExitStack
 from typing import Any
+
+# A rotated launch may take at most this much longer than the single-key one.
+ROTATED_TARGET = 1.25
+# Every OLD_EVERY-th ledger entry of the rotated store is under the previous key only.
+OLD_EVERY = 4
+HIT_SHARE = 0.05
 
 TEMPLATES = {
     "email": None,  # benchmarks.common.EMAIL_TEMPLATE
@@ -47,22 +69,31 @@ TEMPLATES = {
 }
 
 
-def _seed(url: str, contacts: int, ledger: int, register: int, out: Any) -> None:
+def _hasher(rotated: bool) -> Any:
     from benchmarks import common
     from suppression.keys import Hasher
+
+    return common.rotated_hasher() if rotated else Hasher(common.SECRET.encode())
+
+
+def _seed(url: str, contacts: int, ledger: int, register: int, rotated: bool, out: Any) -> None:
+    """The store; `rotated`: in the middle of a key rotation (the module docstring)."""
+    from benchmarks import common
     from worker import db
 
-    hasher = Hasher(common.SECRET.encode())
+    hasher = _hasher(rotated)
+    old_every = OLD_EVERY if rotated else 0
+    old = common.old_people(contacts, HIT_SHARE, old_every)
     engine = db.engine_for(url)
     timer = common.Timer()
     with engine.begin() as conn:
-        common.People(contacts, hasher).insert(conn)
+        common.People(contacts, hasher, old=old).insert(conn)
     people_s = timer.lap()
     with engine.begin() as conn:
-        common.insert_ledger(conn, hasher, contacts, ledger, 0.05)
+        common.insert_ledger(conn, hasher, contacts, ledger, HIT_SHARE, old_every=old_every)
     ledger_s = timer.lap()
     with engine.begin() as conn:
-        common.insert_register(conn, hasher, contacts, register, 0.30)
+        common.insert_register(conn, hasher, contacts, register, 0.30, old=old)
     register_s = timer.lap()
     common.analyze(engine)
     engine.dispose()
@@ -113,16 +144,17 @@ def _history(url: str, campaigns: int, days_ago: int, out: Any) -> None:
     out.put(timer.lap())
 
 
-def _launch(url: str, channel: str, trace: bool, out: Any) -> None:
-    """One launch in this (fresh) process: (seconds, summary, peak RSS MB, heap peak MB)."""
+def _launch(url: str, channel: str, trace: bool, rotated: bool, keep: bool, out: Any) -> None:
+    """One launch in this (fresh) process: (seconds, summary, peak RSS MB, heap peak MB).
+    Not `keep`: a timing only, rolled back (nothing enqueued), then VACUUM ANALYZE (not
+    timed), so that the store is as it was for the next launch."""
     from benchmarks import common
     from campaigns import campaign as campaign_mod
     from campaigns import launch as launch_mod
-    from suppression.keys import Hasher
     from suppression.policy import PolicyConfig
     from worker import db
 
-    hasher = Hasher(common.SECRET.encode())
+    hasher = _hasher(rotated)
     policy = PolicyConfig(organisation_name=common.ORG_NAME, organisation_number=common.ORG_NUMBER)
     engine = db.engine_for(url)
     enqueuer = common.Enqueuer()
@@ -139,8 +171,13 @@ def _launch(url: str, channel: str, trace: bool, out: Any) -> None:
         tracemalloc.start()
     started = time.perf_counter()
     cpu = time.process_time()
-    with engine.begin() as conn:
+    with engine.connect() as conn:
+        transaction = conn.begin()
         summary = launch_mod.launch(conn, hasher, policy, camp.id, now=common.NOW)
+        if keep:
+            transaction.commit()
+        else:
+            transaction.rollback()
     decided = time.perf_counter() - started
     cpu = time.process_time() - cpu
     with engine.connect() as conn:
@@ -148,6 +185,8 @@ def _launch(url: str, channel: str, trace: bool, out: Any) -> None:
     for n in numbers:
         enqueuer.send_batch(camp.id, n)
     took = time.perf_counter() - started
+    if not keep:
+        common.analyze(engine)
     heap = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
     if trace:
         tracemalloc.stop()
@@ -170,7 +209,7 @@ def _launch(url: str, channel: str, trace: bool, out: Any) -> None:
     )
 
 
-def _naive(url: str, channel: str, campaign_id: int, sample: int, out: Any) -> None:
+def _naive(url: str, channel: str, campaign_id: int, sample: int, rotated: bool, out: Any) -> None:
     """Person by person on a random sample: (seconds per person, mismatches, checked)."""
     from sqlalchemy import select
 
@@ -179,11 +218,10 @@ def _naive(url: str, channel: str, campaign_id: int, sample: int, out: Any) -> N
     from campaigns.campaign_schema import recipients
     from campaigns.schema import contacts
     from suppression.identity import email_identity, phone_identity
-    from suppression.keys import Hasher
     from suppression.policy import PolicyConfig, decide
     from worker import db
 
-    hasher = Hasher(common.SECRET.encode())
+    hasher = _hasher(rotated)
     policy = PolicyConfig(organisation_name=common.ORG_NAME, organisation_number=common.ORG_NUMBER)
     engine = db.engine_for(url)
     with engine.connect() as conn:
@@ -216,17 +254,33 @@ def _naive(url: str, channel: str, campaign_id: int, sample: int, out: Any) -> N
     out.put((per_person, mismatches[:5], len(mismatches), len(rows)))
 
 
-def _run(target: Any, *args: Any) -> Any:
-    """Run `target` in a fresh process (spawn: nothing inherited) and return what it put."""
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    if proc.exitcode != 0:
-        raise RuntimeError(f"{target.__name__} failed with exit code {proc.exitcode}")
-    return result
+def _print_launch(channel: str, got: dict[str, Any], store: str = "") -> None:
+    rate = got["audience"] / got["seconds"]
+    print(
+        f"launch ({channel}{store}): {got['seconds']:.1f} s for {got['audience']:,} contacts "
+        f"({rate:,.0f}/s): decided and stored in {got['decided_seconds']:.1f} s "
+        f"(this process's CPU {got['cpu_seconds']:.1f} s), "
+        f"{got['batches']:,} batches enqueued on Redis; peak RSS {got['rss_mb']:.0f} MB "
+        f"({got['rss_before_mb']:.0f} MB before the launch) "
+        f"[target <= 10 s, <= 500 MB]"
+    )
+    shown = ", ".join(f"{d} {r} {n:,}" for (d, r), n in got["decisions"])
+    print(f"  eligible {got['eligible']:,}; {shown}")
+
+
+def _print_naive(channel: str, got: dict[str, Any], naive: Any, store: str = "") -> bool:
+    """The naive baseline's line; whether every sampled decision equals the launch's."""
+    per_person, examples, bad, checked = naive
+    estimate = per_person * got["audience"]
+    print(
+        f"  naive baseline ({channel}{store}), person by person on a random sample of "
+        f"{checked:,}: {per_person * 1e3:.2f} ms per person, extrapolated to "
+        f"{got['audience']:,}: {estimate:,.0f} s ({estimate / got['seconds']:.0f}x the "
+        f"launch); decisions equal to the launch's: {checked - bad:,}/{checked:,}"
+    )
+    if bad:
+        print(f"  MISMATCHES (contact, launch, naive): {examples}")
+    return not bad
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +290,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--register", type=int, default=3_000_000)
     parser.add_argument("--sample", type=int, default=2_000)
     parser.add_argument("--no-call", action="store_true")
+    parser.add_argument(
+        "--no-rotated", action="store_true", help="skip the store in the middle of a rotation"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="launches per store and channel for the rotated/single-key ratio (medians)",
+    )
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument(
         "--history",
@@ -250,53 +313,99 @@ def main(argv: list[str] | None = None) -> int:
     from worker import db
 
     ok = True
-    with throwaway_postgres("outreach_bench_launch") as url:
-        db.upgrade(url)
+    rotating = not args.no_rotated
+    with ExitStack() as stack:
+        url = stack.enter_context(throwaway_postgres("outreach_bench_launch"))
+        rotated_url = (
+            stack.enter_context(throwaway_postgres("outreach_bench_launch_rotated"))
+            if rotating
+            else ""
+        )
+        stores = [(url, False)] + ([(rotated_url, True)] if rotating else [])
+        for store_url, _ in stores:
+            db.upgrade(store_url)
         common.flush_redis()
-        people_s, ledger_s, register_s, analyze_s = _run(
-            _seed, url, args.contacts, args.ledger, args.register
+        seeded = common.run_all(
+            [
+                (_seed, store_url, args.contacts, args.ledger, args.register, rotated)
+                for store_url, rotated in stores
+            ]
         )
-        print(
-            f"store: {args.contacts:,} contacts with consent in {people_s:.1f} s, "
-            f"{args.ledger:,} ledger entries in {ledger_s:.1f} s, "
-            f"{args.register:,}-entry register snapshot in {register_s:.1f} s, "
-            f"VACUUM ANALYZE {analyze_s:.1f} s (PostgreSQL, COPY)"
-        )
+        for (_, rotated), (people_s, ledger_s, register_s, analyze_s) in zip(
+            stores, seeded, strict=True
+        ):
+            print(
+                f"store{' (rotation under way)' if rotated else ''}: {args.contacts:,} contacts "
+                f"with consent in {people_s:.1f} s, "
+                f"{args.ledger:,} ledger entries in {ledger_s:.1f} s, "
+                f"{args.register:,}-entry register snapshot in {register_s:.1f} s, "
+                f"VACUUM ANALYZE {analyze_s:.1f} s (PostgreSQL, COPY"
+                f"{'; both stores at once' if rotating else ''})"
+            )
+        if rotating:
+            print(
+                f"  rotated store: every {OLD_EVERY}th ledger entry "
+                f"({args.ledger // OLD_EVERY:,}) only under the previous key, "
+                f"{len(common.old_people(args.contacts, HIT_SHARE, OLD_EVERY)):,} contacts "
+                f"(those it names) still under it; the rest under the new key"
+            )
         if args.history:
-            took = _run(_history, url, args.history, 60)
-            print(
-                f"history: {args.history} earlier email campaigns to everyone, finished 60 days "
-                f"ago ({args.history * args.contacts:,} recipient rows) in {took:.1f} s"
-            )
+            for store_url, rotated in stores:
+                took = common.run(_history, store_url, args.history, 60)
+                print(
+                    f"history{' (rotated store)' if rotated else ''}: {args.history} earlier "
+                    f"email campaigns to everyone, finished 60 days ago "
+                    f"({args.history * args.contacts:,} recipient rows) in {took:.1f} s"
+                )
         channels = ["email"] if args.no_call else ["email", "call"]
-        for channel in channels:
-            got = _run(_launch, url, channel, False)
-            rate = got["audience"] / got["seconds"]
+        ratios: list[tuple[str, float]] = []
+        for turn, channel in enumerate(channels):
+            # Which store launches first alternates: neither is always the one that meets
+            # a cold cache or the other's background writes.
+            order = stores if turn % 2 == 0 else stores[::-1]
+            launched: dict[bool, dict[str, Any]] = {}
+            for store_url, rotated in order:
+                launched[rotated] = common.run(_launch, store_url, channel, False, rotated, True)
+                _print_launch(channel, launched[rotated], ", rotation under way" if rotated else "")
+            for store_url, rotated in stores:
+                got = launched[rotated]
+                ok &= _print_naive(
+                    channel,
+                    got,
+                    common.run(
+                        _naive, store_url, channel, got["campaign_id"], args.sample, rotated
+                    ),
+                    ", rotation under way" if rotated else "",
+                )
+            if not rotating:
+                continue
+            # More launches of each, rolled back, alternating: the ratio of the medians of
+            # the launch transactions (the joins are in them; enqueueing is the same).
+            times = {rotated: [got["decided_seconds"]] for rotated, got in launched.items()}
+            for again in range(args.repeat - 1):
+                for store_url, rotated in order[::-1] if again % 2 == 0 else order:
+                    got = common.run(_launch, store_url, channel, False, rotated, False)
+                    times[rotated].append(got["decided_seconds"])
+            single, rot = statistics.median(times[False]), statistics.median(times[True])
+            ratio = rot / single
+            ratios.append((channel, ratio))
+            shown = {k: ", ".join(f"{t:.1f}" for t in v) for k, v in times.items()}
             print(
-                f"launch ({channel}): {got['seconds']:.1f} s for {got['audience']:,} contacts "
-                f"({rate:,.0f}/s): decided and stored in {got['decided_seconds']:.1f} s "
-                f"(this process's CPU {got['cpu_seconds']:.1f} s), "
-                f"{got['batches']:,} batches enqueued on Redis; peak RSS {got['rss_mb']:.0f} MB "
-                f"({got['rss_before_mb']:.0f} MB before the launch) "
-                f"[target <= 10 s, <= 500 MB]"
+                f"  rotated vs single-key launch ({channel}), launch transaction, median of "
+                f"{len(times[True])}: {rot:.1f} s ({shown[True]}) vs {single:.1f} s "
+                f"({shown[False]}) = {ratio:.2f}x [target <= {ROTATED_TARGET}x: "
+                f"{'target met' if ratio <= ROTATED_TARGET else 'target missed'}]"
             )
-            shown = ", ".join(f"{d} {r} {n:,}" for (d, r), n in got["decisions"])
-            print(f"  eligible {got['eligible']:,}; {shown}")
-            per_person, examples, bad, checked = _run(
-                _naive, url, channel, got["campaign_id"], args.sample
-            )
-            estimate = per_person * got["audience"]
+        if ratios:
+            worst = max(r for _, r in ratios)
             print(
-                f"  naive baseline ({channel}), person by person on a random sample of "
-                f"{checked:,}: {per_person * 1e3:.2f} ms per person, extrapolated to "
-                f"{got['audience']:,}: {estimate:,.0f} s ({estimate / got['seconds']:.0f}x the "
-                f"launch); decisions equal to the launch's: {checked - bad:,}/{checked:,}"
+                f"target: a launch with a quarter of the ledger under the previous key <= "
+                f"{ROTATED_TARGET}x the single-key launch, measured in this run: "
+                + ", ".join(f"{c} {r:.2f}x" for c, r in ratios)
+                + f" -> {'target met' if worst <= ROTATED_TARGET else 'target missed'}"
             )
-            if bad:
-                ok = False
-                print(f"  MISMATCHES (contact, launch, naive): {examples}")
         if args.tracemalloc:
-            got = _run(_launch, url, "email", True)
+            got = common.run(_launch, url, "email", True, False, True)
             print(
                 f"under tracemalloc (one more email launch, {got['seconds']:.1f} s, not a "
                 f"timing figure): Python heap peak {got['heap_mb']:.0f} MB, peak RSS "
