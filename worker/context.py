@@ -6,13 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-
-from sqlalchemy import Engine, inspect
+from typing import TYPE_CHECKING
 
 from suppression.errors import ConfigurationError
-from suppression.keys import Hasher
-from suppression.policy import PolicyConfig
-from worker import db, settings
+from worker import settings
+
+if TYPE_CHECKING:  # imported where used: a command that needs no store loads no SQLAlchemy
+    from sqlalchemy import Engine
+
+    from suppression.keys import Hasher
+    from suppression.policy import PolicyConfig
 
 
 @dataclass
@@ -33,13 +36,18 @@ class Context:
 
     @cached_property
     def engine(self) -> Engine:
-        """The store, once it is known that every key it holds digests under is
-        configured (campaigns.keyring.check: a ConfigurationError names the key id)."""
+        """The store, once it is known that it is migrated (worker.db.check_revision, no
+        Alembic) and that every key it holds digests under is configured
+        (campaigns.keyring.check: a ConfigurationError names the key id)."""
+        from sqlalchemy import inspect
+
         from campaigns import installation, keyring
+        from worker import db
 
         engine = db.engine(self.settings)
         try:
             with engine.begin() as conn:
+                db.check_revision(conn)
                 keyring.check(conn, self.hasher, self.clock())
                 if inspect(conn).has_table("installation"):  # else `db upgrade` to come
                     installation.ensure(conn)
@@ -60,10 +68,16 @@ class Context:
     def clock(self) -> Callable[[], datetime]:
         """The one clock of this process: the domain takes every `now` from it. Built
         once, so that a demo clock runs instead of standing still at its start."""
-        return make_clock(self.settings.demo_now)
+        return make_clock(self.settings.demo_now, self.settings.demo_now_at)
 
 
 _LOADED: list[Context] = []
+
+
+def loaded_settings() -> settings.Settings | None:
+    """The settings of the latest context `Context.load` made and `close_loaded` has not
+    closed yet: what the CLI names when a command fails (the store's address)."""
+    return _LOADED[-1].settings if _LOADED else None
 
 
 def close_loaded() -> None:
@@ -73,19 +87,29 @@ def close_loaded() -> None:
         _LOADED.pop().close()
 
 
-def make_clock(demo_now: str | None) -> Callable[[], datetime]:
+def make_clock(demo_now: str | None, demo_now_at: str | None = None) -> Callable[[], datetime]:
     """The real time, or a clock that starts at OUTREACH_DEMO_NOW and then runs at the
-    real pace (the demo, and tests of whole processes). The only place in the
-    application that reads the wall clock (tests/unit/test_wall_clock.py holds it)."""
+    real pace (the demo, and tests of whole processes): from OUTREACH_DEMO_NOW_AT, the
+    wall-clock instant at which OUTREACH_DEMO_NOW held, when that is set (so that processes
+    started minutes apart agree to the millisecond), else from the clock's first use. The
+    only place in the application that reads the wall clock (tests/unit/test_wall_clock.py
+    holds it)."""
     if not demo_now:
         return lambda: datetime.now(UTC)  # wall-clock: the composition root's clock
-    try:
-        fixed = datetime.fromisoformat(demo_now)
-    except ValueError:
-        raise ConfigurationError(
-            "OUTREACH_DEMO_NOW", "must be an ISO 8601 time with an offset"
-        ) from None
-    if fixed.tzinfo is None:
-        raise ConfigurationError("OUTREACH_DEMO_NOW", "must carry a UTC offset")
-    started = datetime.now(UTC)  # wall-clock: the demo clock's start
+    fixed = _instant("OUTREACH_DEMO_NOW", demo_now)
+    started = (
+        _instant("OUTREACH_DEMO_NOW_AT", demo_now_at)
+        if demo_now_at
+        else datetime.now(UTC)  # wall-clock: the demo clock's start
+    )
     return lambda: fixed + (datetime.now(UTC) - started)  # wall-clock: runs at real pace
+
+
+def _instant(setting: str, value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigurationError(setting, "must be an ISO 8601 time with an offset") from None
+    if moment.tzinfo is None:
+        raise ConfigurationError(setting, "must carry a UTC offset")
+    return moment

@@ -50,8 +50,14 @@ class Settings(BaseSettings):
     # For demos only: a fixed "now" (ISO 8601 with offset) so that quiet hours and calling
     # hours do not hold a demo run at night. Never set in production.
     demo_now: str | None = Field(default=None, alias="OUTREACH_DEMO_NOW")
+    # The wall-clock instant at which OUTREACH_DEMO_NOW holds: processes started at
+    # different times then share one demo clock (without it, a clock starts at first use).
+    demo_now_at: str | None = Field(default=None, alias="OUTREACH_DEMO_NOW_AT")
     partners_file: Path = Field(default=Path("partners.toml"), alias="OUTREACH_PARTNERS_FILE")
     lead_retention_days: int = Field(default=365, alias="OUTREACH_LEAD_RETENTION_DAYS", ge=1)
+    # ALL-3: the largest fraction by which an alarm-contacts load may be shorter than the
+    # last one without --allow-shrink (campaigns.customers).
+    alarm_max_shrink: float = Field(default=0.10, alias="OUTREACH_ALARM_MAX_SHRINK", ge=0, le=1)
     sftp_poll_minutes: int = Field(default=5, alias="OUTREACH_SFTP_POLL_MINUTES", ge=1)
     # GD-5: archived partner files are deleted this long after they were archived.
     archive_keep_days: int = Field(default=30, alias="OUTREACH_ARCHIVE_KEEP_DAYS", ge=1)
@@ -165,3 +171,9 @@ def log_level() -> str:
     """The log level, readable before the other settings are checked (OUTREACH_LOG_LEVEL)."""
     level = os.environ.get("OUTREACH_LOG_LEVEL", "INFO").upper()
     return level if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO"
+
+
+def debug() -> bool:
+    """OUTREACH_DEBUG=1 (or true, yes): a failing command prints its traceback, as with
+    `outreach --debug`. Readable before the other settings are checked."""
+    return os.environ.get("OUTREACH_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")

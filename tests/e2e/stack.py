@@ -11,11 +11,13 @@ writes its stdout and stderr to a log file of the run, which the log test search
 
 Quiet hours (ES-6) would hold an SMS campaign at night, so every process gets
 OUTREACH_DEMO_NOW: a working day's 10:00 in Oslo at or after the suite's instant
-(tests.clock.working_morning), shifted by how long after the start of the run the
-process was started. Their clocks then run together, apart from each process's start-up
-time (a process's demo clock starts when it is first used). Times the test compares
-across processes are read from the fakes' logs and this process's clock, never from two
-demo clocks.
+(tests.clock.working_morning), and OUTREACH_DEMO_NOW_AT, the wall-clock instant at which
+that held (the start of the run). Their clocks then run together, however long after
+the start a process was started and however long its start-up took: a replacement
+worker started a minute into the run, whose imports took half a minute on a loaded
+machine, does not see the lease of a killed worker's batch as held for that long more
+(its clock used to start at its first use). Times the test compares across processes
+are still read from the fakes' logs and this process's clock.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +188,8 @@ class Stack:
         self.proxy = proxy
         # The run's demo time starts on a working morning (ES-6: the SMS window is open).
         self.demo_start = working_morning()
-        self.real_start = time.monotonic()  # the demo clocks run at the real pace from here
+        # The demo clocks' common anchor: every process's clock reads demo_start here.
+        self.wall_start = datetime.now(UTC)  # wall-clock: the instant the demo clocks share
         self.redis_port = free_port()
         self.redis_server: Proc | None = None
         self.web_port = free_port()
@@ -207,7 +210,6 @@ class Stack:
     def env(self, **extra: str) -> dict[str, str]:
         """What an operator sets for every process (`.env` is not read: the processes run
         in a folder without one)."""
-        shift = timedelta(seconds=time.monotonic() - self.real_start)
         env = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN)}
         env.update(
             DATABASE_URL=self.database_url,
@@ -218,7 +220,8 @@ class Stack:
             OUTREACH_PUBLIC_URL=self.web_url,
             OUTREACH_PARTNERS_FILE=str(self.partners_file),
             OUTREACH_OUTBOX_DIR=str(self.work / "outbox"),
-            OUTREACH_DEMO_NOW=(self.demo_start + shift).isoformat(),
+            OUTREACH_DEMO_NOW=self.demo_start.isoformat(),
+            OUTREACH_DEMO_NOW_AT=self.wall_start.isoformat(),
             OUTREACH_RECONCILE_SECONDS=str(RECONCILE_SECONDS),
             OUTREACH_STUCK_QUEUED_SECONDS=str(STUCK_QUEUED_SECONDS),
             OUTREACH_STUCK_SENDING_SECONDS=str(STUCK_SENDING_SECONDS),
