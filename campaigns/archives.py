@@ -1,5 +1,5 @@
-"""Archived partner files: deleted after the retention period, rewritten without an erased
-person (GD-5).
+"""Archived and rejected partner files: deleted after the retention period, rewritten or
+deleted for an erased person (GD-5).
 
 The poller moves every imported file to its partner's archive folder and records it in
 `archived_files` (campaigns.polling.record_archived). The files hold plaintext: names,
@@ -19,6 +19,16 @@ emails, phone numbers, addresses. Two duties follow:
   the file is not touched), `deleted` (no row left, or not readable as CSV any more),
   `gone` (expired or deleted before) or `failed` (with a reason; never an identity).
 
+Files refused whole sit in the partner's errors folder (the poller moves them there, beside
+the error reports it writes for every file) and hold plaintext too, but no table records
+them. So their age is their mtime as the folder reports it (SFTP or local), the only
+evidence there is: a rename keeps it, so it is when the partner last wrote the file,
+never later than its refusal; a file whose server reports no mtime counts as old.
+`expire` deletes every file of the errors folder, rejected file or report, older than
+`keep_days` (a report is no use once its file expired). `erase_rejected` reads every file
+there for the erased person (no import says which holds them) and deletes, whole, each
+one that mentions them: it was never imported, and the partner has its error report.
+
 Which rows are the person's: the file is read as an import reads it (csvfile.inspect for
 the encoding and delimiter, the same CSV reader, the partner's LeadReader). A row read as
 a lead is the person's when its canonical email, phone or name-and-address hashes to one
@@ -28,6 +38,8 @@ phone with spaces, +47 or 0047 before it, or the national number inside a longer
 digits; the last only for rows that could not be read). Kept rows are written back byte
 for byte as the partner wrote them (their quoting and line ends, the file's encoding and
 byte-order mark), so the file keeps its shape and imports as before, minus the person.
+A rejected file is only read as text, in every encoding it may be in (a zip, such as an
+Excel workbook, member by member), with the spellings match of rows that could not be read.
 
 Nothing here reads the clock: `now` comes from the caller.
 """
@@ -54,7 +66,7 @@ from campaigns.hashing import current_digest
 from campaigns.polling import InboxOpener, open_inbox
 from campaigns.schema import archived_files, consent_records, contact_sources, imports
 from campaigns.sources import csvfile
-from campaigns.sources.inbox import Inbox, InboxError, tagged
+from campaigns.sources.inbox import PART_SUFFIX, REPORT_SUFFIX, Inbox, InboxError, tagged
 from campaigns.sources.leadreader import LeadReader
 from campaigns.sources.partner import Lead
 from campaigns.sources.partners_config import PartnerConfig
@@ -72,6 +84,9 @@ REWRITTEN: Final = "rewritten"
 DELETED: Final = "deleted"
 GONE: Final = "gone"  # expired or deleted before: nothing to do
 FAILED: Final = "failed"  # try again later; the reason says why
+# Where a traced file is: the archive folder, or the errors folder (refused whole).
+ARCHIVE: Final = "archive"
+REJECTED: Final = "rejected"
 
 _NATIONAL: Final = 8  # Norwegian national numbers: looked for inside longer digit runs
 _CACHE_LIMIT: Final = 100_000
@@ -87,17 +102,19 @@ _NOT_DIGIT = re.compile(r"\D")
 
 @dataclass(frozen=True, slots=True)
 class ArchiveTrace:
-    """What `erase` did to one archived file."""
+    """What `erase` did to one archived file, or `erase_rejected` to a rejected one."""
 
     partner: str
-    file: str  # the name in the partner's archive folder
+    file: str  # the name in the partner's archive (or errors) folder
     action: str  # rewritten | deleted | gone | failed
     rows_removed: int = 0
     reason: str = ""
     import_id: int | None = None
+    kind: str = ARCHIVE  # archive | rejected
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "kind": self.kind,
             "partner": self.partner,
             "file": self.file,
             "action": self.action,
@@ -109,7 +126,7 @@ class ArchiveTrace:
 
 @dataclass
 class Expiry:
-    """What `expire` did in one partner's archive folder."""
+    """What `expire` did in one partner's archive and errors folders."""
 
     partner: str
     deleted: int = 0  # older than the retention period: deleted now
@@ -117,6 +134,9 @@ class Expiry:
     gone: int = 0  # recorded, but no longer in the folder: recorded as deleted
     found: int = 0  # in the folder, recorded by nothing: recorded now, expire from now
     failed: int = 0  # could not be deleted now: tried again at the next run
+    rejected_deleted: int = 0  # refused files in the errors folder, older: deleted now
+    rejected_kept: int = 0  # younger: still there
+    reports_deleted: int = 0  # error reports in the errors folder, older: deleted now
     error: str | None = None  # the inbox could not be reached or listed
 
     @property
@@ -133,6 +153,9 @@ class Expiry:
             "gone": self.gone,
             "found": self.found,
             "failed": self.failed,
+            "rejected_deleted": self.rejected_deleted,
+            "rejected_kept": self.rejected_kept,
+            "reports_deleted": self.reports_deleted,
         }
 
 
@@ -293,7 +316,7 @@ def erase(
     live: dict[str, list[_Archived]] = {}
     for r in rows:
         file = _Archived(int(r.id), str(r.partner), str(r.archived_as), r.import_id)
-        if file.import_id is None and not _has_inbox(partners.get(file.partner)):
+        if file.import_id is None and not has_inbox(partners.get(file.partner)):
             continue  # not known to hold the person, and out of reach: not this erasure's
         if r.deleted_at is not None:
             traces.append(file.trace(GONE))
@@ -309,7 +332,7 @@ def erase(
         ]
     for name, files in live.items():
         partner = partners.get(name)
-        if partner is None or not _has_inbox(partner):
+        if partner is None or not has_inbox(partner):
             traces += [
                 f.trace(FAILED, reason="the partner has no inbox in the partners file")
                 for f in files
@@ -333,7 +356,7 @@ def erase(
     return traces
 
 
-def _has_inbox(partner: PartnerConfig | None) -> bool:
+def has_inbox(partner: PartnerConfig | None) -> bool:
     return partner is not None and (partner.sftp is not None or partner.local_dir is not None)
 
 
@@ -365,7 +388,7 @@ def _erase_file(
             _mark(engine, file.id, deleted_at=now)
             return file.trace(GONE)
         except OSError as exc:
-            return file.trace(FAILED, reason=f"fetch failed: {_why(exc)}")
+            return file.trace(FAILED, reason=f"fetch failed: {why(exc)}")
         try:
             removed, left = _without(original, rewritten, partner, matches, policy, now)
         except (FileRefused, csv.Error, UnicodeError, ValueError):
@@ -381,7 +404,7 @@ def _erase_file(
                 inbox.replace_archived(file.name, rewritten)
         except OSError as exc:
             return file.trace(
-                FAILED, reason=f"{'delete' if left == 0 else 'rewrite'} failed: {_why(exc)}"
+                FAILED, reason=f"{'delete' if left == 0 else 'rewrite'} failed: {why(exc)}"
             )
         if left == 0:
             _mark(engine, file.id, deleted_at=now)
@@ -488,7 +511,7 @@ def _mark(
         conn.execute(update(archived_files).where(archived_files.c.id == file_id).values(**values))
 
 
-def _why(exc: OSError) -> str:
+def why(exc: OSError) -> str:
     """An OSError's kind and the system's words for it: never the path or a file's content."""
     return f"{type(exc).__name__}: {exc.strerror}" if exc.strerror else type(exc).__name__
 
@@ -505,16 +528,18 @@ def expire(
     opener: InboxOpener = open_inbox,
 ) -> list[Expiry]:
     """Delete the archived files of every partner with an inbox recorded more than
-    `keep_days` before `now`; never raises for one partner's trouble (its Expiry says)."""
+    `keep_days` before `now`, and the files of its errors folder whose mtime is older;
+    never raises for one partner's trouble (its Expiry says)."""
     cutoff = now.astimezone(UTC) - timedelta(days=keep_days)
     results = []
     for partner in partners.values():
-        if not _has_inbox(partner):
+        if not has_inbox(partner):
             continue
         result = Expiry(partner.name)
         try:
             with opener(partner) as inbox:
                 _expire(engine, partner, inbox, now, cutoff, result)
+                _expire_errors(partner, inbox, cutoff, result)
         except InboxError as exc:
             result.error = exc.reason
             log.warning(
@@ -567,11 +592,32 @@ def _expire(
         except OSError as exc:
             result.failed += 1
             log.warning(
-                "archived file not deleted", extra={"partner": partner.name, "reason": _why(exc)}
+                "archived file not deleted", extra={"partner": partner.name, "reason": why(exc)}
             )
             continue
         _mark(engine, int(r.id), deleted_at=now)
         result.deleted += 1
+
+
+def _expire_errors(partner: PartnerConfig, inbox: Inbox, cutoff: datetime, result: Expiry) -> None:
+    """The errors folder: nothing records its files, their mtime is their age."""
+    for f in inbox.list_errors():
+        report = f.name.endswith((REPORT_SUFFIX, REPORT_SUFFIX + PART_SUFFIX))
+        if f.modified_at >= cutoff:
+            result.rejected_kept += not report
+            continue
+        try:
+            deleted = inbox.delete_error(f.name)
+        except OSError as exc:
+            result.failed += 1
+            log.warning(
+                "rejected file not deleted", extra={"partner": partner.name, "reason": why(exc)}
+            )
+            continue
+        if deleted and report:
+            result.reports_deleted += 1
+        elif deleted:
+            result.rejected_deleted += 1
 
 
 def _adopt(conn: Connection, partner: PartnerConfig, names: list[str], now: datetime) -> int:

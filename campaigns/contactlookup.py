@@ -39,6 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from campaigns import rekeying
 from campaigns.bulkcopy import copy_rows
 from campaigns.keyfilter import KeyFilter
 from campaigns.rekeying import Rotation
@@ -90,31 +91,14 @@ def lock_for_writing(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class Incoming(Protocol):
-    """What a row brings to merge: canonical identities, their hashes, names, address."""
+class Incoming(rekeying.Incoming, Protocol):
+    """What a row brings to merge: canonical identities, their hashes, names, address
+    (the plaintext and digests a rekey reads, and these)."""
 
-    @property
-    def email(self) -> str | None: ...
-    @property
-    def email_hash(self) -> bytes | None: ...
-    @property
-    def phone(self) -> str | None: ...
     @property
     def phone_type(self) -> str | None: ...
     @property
-    def phone_hash(self) -> bytes | None: ...
-    @property
-    def first_name(self) -> str | None: ...
-    @property
-    def last_name(self) -> str | None: ...
-    @property
-    def street(self) -> str | None: ...
-    @property
-    def postal_code(self) -> str | None: ...
-    @property
     def city(self) -> str | None: ...
-    @property
-    def name_address_hash(self) -> bytes | None: ...
 
 
 class BatchContact:

@@ -61,7 +61,8 @@ _UPDATE_FROM_ARRAYS: Final = (
 
 
 class Incoming(Protocol):
-    """The plaintext of a row an import merges (campaigns.contactlookup.Incoming)."""
+    """The plaintext and digests of a row an import merges; campaigns.contactlookup.Incoming
+    adds what the merge needs besides."""
 
     @property
     def email(self) -> str | None: ...

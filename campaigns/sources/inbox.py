@@ -8,6 +8,7 @@ one machine). The poller (`campaigns.polling`) only speaks this interface.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -34,6 +35,15 @@ class InboxFile:
     name: str
     size: int
     mtime: int  # as the inbox reports it (seconds on SFTP, nanoseconds locally)
+    mtime_unit: int = 1  # mtime ticks per second: 1 on SFTP, 10**9 locally
+
+    @property
+    def modified_at(self) -> datetime:
+        """The mtime as an instant (the age of a file nothing records: campaigns.archives)."""
+        seconds, ticks = divmod(self.mtime, self.mtime_unit)
+        return datetime.fromtimestamp(seconds, UTC).replace(
+            microsecond=ticks * 1_000_000 // self.mtime_unit
+        )
 
 
 # A listing's type, for classes whose own `list` method hides the builtin.
@@ -86,6 +96,21 @@ class Inbox(Protocol):
 
     def delete_archived(self, name: str) -> bool:
         """Delete an archived file; False when it was already gone."""
+        ...
+
+    # The errors folder (campaigns.archives: files refused whole hold plaintext too).
+
+    def list_errors(self) -> InboxFiles:
+        """Regular files in the errors folder (files refused whole, error reports)."""
+        ...
+
+    def fetch_error(self, name: str, dest: Path) -> int:
+        """Copy a file of the errors folder to a local path; returns the bytes copied.
+        FileNotFoundError when the folder no longer holds it."""
+        ...
+
+    def delete_error(self, name: str) -> bool:
+        """Delete a file of the errors folder; False when it was already gone."""
         ...
 
     def close(self) -> None: ...

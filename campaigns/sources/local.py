@@ -12,6 +12,8 @@ from pathlib import Path
 
 from campaigns.sources.inbox import PART_SUFFIX, REPORT_SUFFIX, InboxFile, InboxFiles, tagged
 
+_NS = 1_000_000_000  # st_mtime_ns: nanoseconds
+
 
 class LocalInbox:
     def __init__(self, root: Path) -> None:
@@ -25,8 +27,7 @@ class LocalInbox:
         return _files(self.inbox)
 
     def fetch(self, name: str, dest: Path) -> int:
-        shutil.copyfile(self.inbox / name, dest)
-        return dest.stat().st_size
+        return _copy(self.inbox / name, dest)
 
     def _move(self, name: str, folder: Path, tag: str) -> str:
         target = name if not (folder / name).exists() else tagged(name, tag)
@@ -53,8 +54,7 @@ class LocalInbox:
         return _files(self.archive_dir)
 
     def fetch_archived(self, name: str, dest: Path) -> int:
-        shutil.copyfile(self.archive_dir / name, dest)
-        return dest.stat().st_size
+        return _copy(self.archive_dir / name, dest)
 
     def replace_archived(self, name: str, source: Path) -> None:
         part = self.archive_dir / (name + PART_SUFFIX)
@@ -65,14 +65,32 @@ class LocalInbox:
         os.replace(part, self.archive_dir / name)
 
     def delete_archived(self, name: str) -> bool:
-        try:
-            (self.archive_dir / name).unlink()
-        except FileNotFoundError:
-            return False
-        return True
+        return _delete(self.archive_dir / name)
+
+    def list_errors(self) -> InboxFiles:
+        return _files(self.errors_dir)
+
+    def fetch_error(self, name: str, dest: Path) -> int:
+        return _copy(self.errors_dir / name, dest)
+
+    def delete_error(self, name: str) -> bool:
+        return _delete(self.errors_dir / name)
 
     def close(self) -> None:
         pass
+
+
+def _copy(source: Path, dest: Path) -> int:
+    shutil.copyfile(source, dest)
+    return dest.stat().st_size
+
+
+def _delete(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _files(folder: Path) -> list[InboxFile]:
@@ -81,5 +99,5 @@ def _files(folder: Path) -> list[InboxFile]:
         for entry in entries:
             if entry.is_file(follow_symlinks=False):
                 st = entry.stat(follow_symlinks=False)
-                found.append(InboxFile(entry.name, st.st_size, st.st_mtime_ns))
+                found.append(InboxFile(entry.name, st.st_size, st.st_mtime_ns, _NS))
     return sorted(found, key=lambda f: f.name)

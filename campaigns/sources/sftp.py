@@ -61,8 +61,11 @@ class SftpInbox:
         return sorted(found, key=lambda f: f.name)
 
     def fetch(self, name: str, dest: Path) -> int:
+        return self._copy(self.config.inbox, name, dest)
+
+    def _copy(self, folder: str, name: str, dest: Path) -> int:
         with dest.open("wb") as out:
-            self._sftp.getfo(self._path(self.config.inbox, name), out, prefetch=True)
+            self._sftp.getfo(self._path(folder, name), out, prefetch=True)
         return dest.stat().st_size
 
     def _exists(self, path: str) -> bool:
@@ -100,9 +103,7 @@ class SftpInbox:
         return self._files(self.config.archive)
 
     def fetch_archived(self, name: str, dest: Path) -> int:
-        with dest.open("wb") as out:
-            self._sftp.getfo(self._path(self.config.archive, name), out, prefetch=True)
-        return dest.stat().st_size
+        return self._copy(self.config.archive, name, dest)
 
     def replace_archived(self, name: str, source: Path) -> None:
         final = self._path(self.config.archive, name)
@@ -113,8 +114,20 @@ class SftpInbox:
         self._sftp.posix_rename(part, final)
 
     def delete_archived(self, name: str) -> bool:
+        return self._delete(self.config.archive, name)
+
+    def list_errors(self) -> InboxFiles:
+        return self._files(self.config.errors)
+
+    def fetch_error(self, name: str, dest: Path) -> int:
+        return self._copy(self.config.errors, name, dest)
+
+    def delete_error(self, name: str) -> bool:
+        return self._delete(self.config.errors, name)
+
+    def _delete(self, folder: str, name: str) -> bool:
         try:
-            self._sftp.remove(self._path(self.config.archive, name))
+            self._sftp.remove(self._path(folder, name))
         except FileNotFoundError:
             return False
         return True

@@ -1,4 +1,6 @@
 """Archived partner files: an erasure rewrites them without the person, and they expire.
+Files refused whole (the errors folder): an erasure deletes those holding the person, and
+they expire by their mtime.
 
 Each test runs on SQLite and PostgreSQL, and against a real SFTP server on loopback
 (asyncssh, as in test_sftp_polling; paramiko as the client) and a local inbox folder.
@@ -7,6 +9,9 @@ Files are delivered and archived by the poller itself; every instant is the test
 
 from __future__ import annotations
 
+import io
+import os
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +26,7 @@ from campaigns.archives import (
     DELETED,
     FAILED,
     GONE,
+    REJECTED,
     REWRITTEN,
     Matches,
     erase,
@@ -28,6 +34,8 @@ from campaigns.archives import (
     imports_of,
 )
 from campaigns.polling import ARCHIVED, poll_partner
+from campaigns.polling import REJECTED as REFUSED_WHOLE
+from campaigns.rejected import erase_rejected
 from campaigns.schema import archived_files, imports
 from campaigns.sources import csvfile
 from campaigns.sources.leadreader import LeadReader
@@ -62,6 +70,10 @@ class Site:
     @property
     def archive(self) -> Path:
         return self.root / "archive"
+
+    @property
+    def errors(self) -> Path:
+        return self.root / "errors"
 
     @property
     def partners(self) -> dict[str, PartnerConfig]:
@@ -117,14 +129,52 @@ def deliver(
     data: bytes,
 ) -> str:
     """The partner uploads `name` with a `.done` marker; the poller imports and archives it."""
+    return _poll(site, engine, hasher, policy, clock, name, data, ARCHIVED)
+
+
+def refuse(
+    site: Site,
+    engine: Engine,
+    hasher: Hasher,
+    policy: PolicyConfig,
+    clock: TestClock,
+    name: str,
+    data: bytes,
+) -> str:
+    """The partner uploads `name`; the poller refuses it whole: to the errors folder."""
+    return _poll(site, engine, hasher, policy, clock, name, data, REFUSED_WHOLE)
+
+
+def _poll(
+    site: Site,
+    engine: Engine,
+    hasher: Hasher,
+    policy: PolicyConfig,
+    clock: TestClock,
+    name: str,
+    data: bytes,
+    outcome: str,
+) -> str:
     (site.inbox / name).write_bytes(data)
     (site.inbox / (name + ".done")).touch()
     result = poll_partner(engine, hasher, policy, site.partner, now=clock())
     assert result.error is None, result.error
-    assert [f.outcome for f in result.files] == [ARCHIVED]
-    archived = result.files[0].archived_as
-    assert archived is not None and (site.archive / archived).exists()
-    return archived
+    assert [f.outcome for f in result.files] == [outcome]
+    (filed,) = result.files
+    moved, report = filed.archived_as, filed.report
+    folder = site.archive if outcome == ARCHIVED else site.errors
+    assert moved is not None and (folder / moved).exists()
+    assert report is not None and (site.errors / report).exists()
+    # Written by the poller at the test clock's instant, not the machine's.
+    stamp(clock(), folder / moved, site.errors / report)
+    return moved
+
+
+def stamp(moment: datetime, *paths: Path) -> None:
+    """Set the files' mtime (whole seconds: what SFTP reports)."""
+    seconds = int(moment.timestamp())
+    for path in paths:
+        os.utime(path, (seconds, seconds))
 
 
 def matches_of(hasher: Hasher, n: int) -> Matches:
@@ -324,7 +374,8 @@ def test_an_archived_file_expires_after_the_retention_period_and_is_kept_before(
     assert [r.as_dict() for r in early] == [
         {
             "partner": NAME, "ok": True, "error": None, "deleted": 0, "kept": 1, "gone": 0,
-            "found": 1, "failed": 0,
+            "found": 1, "failed": 0, "rejected_deleted": 0, "rejected_kept": 0,
+            "reports_deleted": 0,
         }
     ]  # fmt: skip
     assert (site.archive / archived).exists() and (site.archive / "gammel.csv").exists()
@@ -351,6 +402,8 @@ def test_an_archived_file_expires_after_the_retention_period_and_is_kept_before(
     (last,) = expire(engine, site.partners, now=start + timedelta(days=29 + 31))
     assert (last.deleted, last.kept) == (1, 0)
     assert list(site.archive.iterdir()) == []
+    assert (result.reports_deleted, last.reports_deleted) == (1, 0)  # leads.csv's report
+    assert list(site.errors.iterdir()) == []
 
 
 def test_a_file_found_in_the_archive_is_linked_to_the_import_its_name_says(
@@ -441,3 +494,150 @@ def test_the_archive_methods_of_both_inboxes(site: Site, tmp_path: Path) -> None
         with pytest.raises(FileNotFoundError):
             inbox.fetch_archived("a.csv", dest)
         assert inbox.list_archive() == []
+
+
+# -- files refused whole: the errors folder ---------------------------------------------
+
+# Refused whole for its header (no email or phone column): the cells hold them anyway.
+NO_CONTACT_COLUMNS = ("Fornavn", "Etternavn", "Kontakt", "Notat")
+
+
+def refused_csv(*contacts: str) -> bytes:
+    """A partner file refused whole (missing_column) whose cells hold `contacts`."""
+    rows = [{"Fornavn": "Åse", "Kontakt": c, "Notat": "ring etter kl. 16"} for c in contacts]
+    return partner_files.render(rows, header=NO_CONTACT_COLUMNS)
+
+
+def workbook(*cells: str) -> bytes:
+    """A minimal Excel workbook (a zip of XML, compressed): refused whole, not CSV text."""
+    strings = "".join(f"<si><t>{c}</t></si>" for c in cells)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as book:
+        book.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
+        book.writestr("xl/sharedStrings.xml", f'<?xml version="1.0"?><sst>{strings}</sst>')
+    return out.getvalue()
+
+
+def test_a_rejected_file_expires_by_its_mtime_and_a_young_one_is_kept(
+    site: Site, engine: Engine, hasher: Hasher, policy_config: PolicyConfig, clock: TestClock
+) -> None:
+    start = clock()
+    old = refuse(
+        site, engine, hasher, policy_config, clock, "gammel.csv", refused_csv("lead1@example.no")
+    )
+    clock.advance(timedelta(days=2))
+    young = refuse(
+        site, engine, hasher, policy_config, clock, "ny.csv", refused_csv("lead3@example.no")
+    )
+    assert sorted(p.name for p in site.errors.iterdir()) == [
+        "gammel.csv", "gammel.csv.errors.csv", "ny.csv", "ny.csv.errors.csv",
+    ]  # fmt: skip
+
+    (result,) = expire(engine, site.partners, now=start + timedelta(days=31))
+    assert result.as_dict() == {
+        "partner": NAME, "ok": True, "error": None, "deleted": 0, "kept": 0, "gone": 0,
+        "found": 0, "failed": 0, "rejected_deleted": 1, "rejected_kept": 1,
+        "reports_deleted": 1,
+    }  # fmt: skip
+    assert not (site.errors / old).exists()
+    assert sorted(p.name for p in site.errors.iterdir()) == [young, "ny.csv.errors.csv"]
+
+    (later,) = expire(engine, site.partners, now=start + timedelta(days=32, seconds=1))
+    assert (later.rejected_deleted, later.rejected_kept, later.reports_deleted) == (1, 0, 1)
+    assert list(site.errors.iterdir()) == []
+
+
+def test_forget_deletes_the_rejected_files_that_hold_the_person_in_any_spelling(
+    site: Site,
+    engine: Engine,
+    hasher: Hasher,
+    policy_config: PolicyConfig,
+    clock: TestClock,
+    tmp_path: Path,
+) -> None:
+    """Person 2 in four refused files: raw in a CSV without contact columns, the email in
+    upper case, the phone with spaces and +47 in UTF-16 without its BOM, the national
+    number in an Excel workbook. Person 9's refused files, here and at another partner,
+    stay as they were, and so do the error reports."""
+
+    def refused(name: str, data: bytes) -> str:
+        return refuse(site, engine, hasher, policy_config, clock, name, data)
+
+    raw = refused("raw.csv", refused_csv("lead2@example.no"))
+    upper = refused("upper.csv", refused_csv("LEAD2@EXAMPLE.NO", "lead9@example.no"))
+    utf16 = refused("utf16.csv", "Navn\tMobil\r\nÅse\t+47 410 00 002\r\n".encode("utf-16-le"))
+    book = refused("liste.xlsx", workbook("Åse Ødegård", "41000002"))
+    theirs = refused("andres.csv", refused_csv("lead9@example.no", "+47 410 00 009"))
+    other_root = _folders(tmp_path / "andre-root")
+    other = PartnerConfig(name="andre", display_name="Andre AS", local_dir=other_root)
+    other_site = Site(other_root, other)
+    elsewhere = refuse(
+        other_site, engine, hasher, policy_config, clock, "andres.csv",
+        refused_csv("lead9@example.no"),
+    )  # fmt: skip
+    reports = sorted(p.name for p in site.errors.glob("*.errors.csv"))
+    assert len(reports) == 5
+    before = {p: p.read_bytes() for p in (*site.errors.iterdir(), *other_root.rglob("*.*"))}
+
+    partners = {**site.partners, "andre": other}
+    traces = erase_rejected(partners, matches_of(hasher, 2))
+    assert sorted((t.partner, t.file, t.action, t.kind) for t in traces) == sorted(
+        (NAME, name, DELETED, REJECTED) for name in (raw, upper, utf16, book)
+    )
+    assert all(t.reason == "" and t.as_dict()["kind"] == "rejected" for t in traces)
+    left = sorted(p.name for p in site.errors.iterdir())
+    assert left == sorted([theirs, *reports])
+    for path in (*site.errors.iterdir(), other_root / "errors" / elsewhere):
+        assert path.read_bytes() == before[path]
+        assert_nowhere(path.read_bytes(), spellings(2))
+
+    assert erase_rejected(partners, matches_of(hasher, 2)) == []  # nothing left of them
+
+
+def test_forget_reports_an_errors_folder_it_cannot_reach_and_deletes_a_damaged_workbook(
+    sftp_site: Site,
+    engine: Engine,
+    hasher: Hasher,
+    policy_config: PolicyConfig,
+    clock: TestClock,
+) -> None:
+    assert sftp_site.server is not None
+    damaged = workbook("lead1@example.no")
+    damaged = damaged[:30] + bytes(64) + damaged[94:]  # a member's data overwritten
+    book = refuse(sftp_site, engine, hasher, policy_config, clock, "liste.xlsx", damaged)
+    closed = sftp_partner(sftp_site.server, port=1)
+    (trace,) = erase_rejected({NAME: closed}, matches_of(hasher, 2))
+    assert (trace.file, trace.action, trace.kind) == ("/errors", FAILED, REJECTED)
+    assert "cannot reach" in trace.reason
+    assert_nowhere(trace.reason.encode(), spellings(2))
+    assert (sftp_site.errors / book).exists()
+
+    (trace,) = erase_rejected(sftp_site.partners, matches_of(hasher, 2))
+    assert (trace.file, trace.action, trace.reason) == (
+        book, DELETED, "not readable: deleted whole",
+    )  # fmt: skip
+    assert not (sftp_site.errors / book).exists()
+
+    missing = sftp_partner(sftp_site.server, errors="/nowhere")
+    (result,) = expire(engine, {NAME: missing}, now=clock())
+    assert result.error is not None and "cannot list /nowhere" in result.error
+
+
+def test_the_errors_folder_methods_of_both_inboxes(
+    site: Site, tmp_path: Path, clock: TestClock
+) -> None:
+    from campaigns.polling import open_inbox
+
+    (site.errors / "a.csv").write_bytes(b"one")
+    stamp(clock() - timedelta(days=40), site.errors / "a.csv")
+    with open_inbox(site.partner) as inbox:
+        (listed,) = inbox.list_errors()
+        assert (listed.name, listed.size) == ("a.csv", 3)
+        assert listed.modified_at == clock() - timedelta(days=40)
+        dest = tmp_path / "fetched"
+        assert inbox.fetch_error("a.csv", dest) == 3 and dest.read_bytes() == b"one"
+        assert inbox.delete_error("a.csv") is True
+        assert inbox.delete_error("a.csv") is False
+        with pytest.raises(FileNotFoundError):
+            inbox.fetch_error("a.csv", dest)
+        assert inbox.list_errors() == []

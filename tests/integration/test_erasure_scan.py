@@ -3,8 +3,8 @@
 The person is imported, emailed and texted (the outbox), put on an exported call list,
 then forgotten through the CLI. A byte scan then looks for their email and phone, in
 E.164, national and the partner file's spellings, in UTF-8 and UTF-16, in: the SQLite
-file and its write-ahead log, the partner's archive folder, the outbox folder, the call
-list, and `pg_dump`'s output.
+file and its write-ahead log, the partner's archive and errors folders (a file refused
+whole holds them too), the outbox folder, the call list, and `pg_dump`'s output.
 The same scan finds the person who was not forgotten, so a scan that sees nothing
 because it reads nothing fails.
 """
@@ -87,23 +87,34 @@ def test_after_forget_no_file_we_keep_holds_the_persons_email_or_phone(
     (drop / "inbox").mkdir(parents=True)
     rows = [partner_files.person(n) for n in (FORGOTTEN, KEPT)]
     partner_files.write(drop / "inbox" / "leads.csv", rows)
-    (drop / "inbox" / "leads.csv.done").touch()
-    polled = world.json("partners", "poll")
-    assert "archived" in json.dumps(polled), polled
+    # Refused whole (no email or phone column), each holding one person all the same.
+    for n, name in ((FORGOTTEN, "kontakter.csv"), (KEPT, "andre.csv")):
+        cells = {"Fornavn": "Åse", "Kontakt": f"{email(n).upper()} / {national(n)}"}
+        partner_files.write(drop / "inbox" / name, [cells], header=("Fornavn", "Kontakt"))
+    for name in ("leads.csv", "kontakter.csv", "andre.csv"):
+        (drop / "inbox" / (name + ".done")).touch()
+    polled = json.dumps(world.json("partners", "poll"))
+    assert "archived" in polled and polled.count('"rejected"') == 2, polled
     world.load_register([])  # TP-2: the call list needs a fresh snapshot
     for channel in ("email", "sms"):
         world.send(world.launch(channel))
     calls = world.send(world.launch("call"))
     call_list = tmp_path / "ringeliste.csv"
     world.ok("calllist", "export", str(calls), "--out", str(call_list))
-    ours = [world.outbox, call_list, drop / "archive"]
+    ours = [world.outbox, call_list, drop / "archive", drop / "errors"]
     before = files_under(*ours) + store_bytes(world, engine)
     assert len(found_in(before, FORGOTTEN)) >= 3, "the scan must see the person first"
 
     erased = world.json("forget", "--email", email(FORGOTTEN))
 
-    said = {(f.get("kind", "archive"), f["action"]) for f in erased["files"]}
-    assert said == {("outbox", "rewritten"), ("calllist", "rewritten"), ("archive", "rewritten")}
+    said = {(f["kind"], f["action"]) for f in erased["files"]}
+    assert said == {
+        ("outbox", "rewritten"),
+        ("calllist", "rewritten"),
+        ("archive", "rewritten"),
+        ("rejected", "deleted"),
+    }
+    assert [f["file"] for f in erased["files"] if f["kind"] == "rejected"] == ["kontakter.csv"]
     assert all(f["rows_removed"] == 1 for f in erased["files"] if f["action"] == "rewritten")
 
     after = files_under(*ours) + store_bytes(world, engine)
@@ -111,3 +122,4 @@ def test_after_forget_no_file_we_keep_holds_the_persons_email_or_phone(
     kept = found_in(after, KEPT)
     assert str(call_list) in kept, kept
     assert any("outbox" in where for where in kept) and any("archive" in w for w in kept), kept
+    assert str(drop / "errors" / "andre.csv") in kept, kept
