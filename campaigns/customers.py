@@ -10,7 +10,15 @@ exclusion (reason alarm_contact, scope all, source "crm:alarm_contacts"), hashes
 only, with a source event derived from the customer id, so importing the same list
 again adds nothing. Nothing here lifts a suppression (ALL-5).
 
-Both files go in one transaction: all of it or nothing.
+The alarm contacts are a block list (guarantee 5): a row that cannot be read (a wrong
+number of fields, a bad phone or email, no customer id) refuses the whole load, and the
+previous list stays in force; so does a list shorter than the last one loaded by more
+than `max_shrink` (OUTREACH_ALARM_MAX_SHRINK, default 10 %), unless the operator says
+the shrink is meant (`--allow-shrink`): an export cut short looks like that.
+
+Both files go in one transaction: all of it or nothing. Either file refused whole
+refuses both, and so does a file whose last line has no line ending (it may have been
+cut inside its last row, leaving a value that reads well but is not the one sent).
 """
 
 from __future__ import annotations
@@ -45,6 +53,11 @@ from suppression.ledger import ALARM_CONTACT, Ledger, entry_rows
 CRM_SOURCE: Final = "crm"
 ALARM_SOURCE: Final = "crm:alarm_contacts"
 NOT_IMPORTED: Final = "not_imported"  # the other file of a refused pair: nothing stored
+# Reasons a whole file is refused, besides those of campaigns.sources.csvfile.
+BAD_ROWS: Final = "bad_rows"
+SHRINK: Final = "shrink"
+MAX_SHRINK: Final = 0.10  # the default of OUTREACH_ALARM_MAX_SHRINK
+SHOWN_ERRORS: Final = 20
 BATCH = 5_000
 _CUSTOMER_COLUMNS: Final = (
     "contract_status",
@@ -83,6 +96,21 @@ class CustomerImport:
         return out
 
 
+class RowsRefused(FileRefused):
+    """A block list refused whole for its bad rows; `errors` are the rows (row, field, reason)."""
+
+    def __init__(self, path: str, errors: list[RowError]) -> None:
+        shown = "; ".join(f"row {e.row}, {e.field}: {e.reason}" for e in errors[:SHOWN_ERRORS])
+        more = f" (and {len(errors) - SHOWN_ERRORS} more)" if len(errors) > SHOWN_ERRORS else ""
+        rows = len({e.row for e in errors})
+        super().__init__(
+            path,
+            f"{BAD_ROWS}: {rows} of its rows cannot be read, nothing imported and the previous "
+            f"alarm contacts stay in force: {shown}{more}",
+        )
+        self.errors = errors
+
+
 def import_customer_files(
     engine: Engine,
     hasher: Hasher,
@@ -90,8 +118,13 @@ def import_customer_files(
     alarm_contacts: Path | None = None,
     *,
     now: datetime,
+    max_shrink: float = MAX_SHRINK,
+    allow_shrink: bool = False,
 ) -> CustomerImport:
-    """Both files in one transaction; a refused file refuses both (nothing is stored)."""
+    """Both files in one transaction; a refused file refuses both (nothing is stored).
+
+    `max_shrink`: the largest fraction by which the alarm contacts may be fewer than at
+    the last load, unless `allow_shrink`."""
     shapes: list[csvfile.Shape] = []
     for p in (path, *([alarm_contacts] if alarm_contacts else [])):
         try:
@@ -103,7 +136,12 @@ def import_customer_files(
             outcome = import_customers(conn, hasher, path, shapes[0], now=now)
             if alarm_contacts is not None:
                 alarm, added = import_alarm_contacts(
-                    conn, hasher, alarm_contacts, shapes[1], now=now
+                    conn,
+                    hasher,
+                    alarm_contacts,
+                    shapes[1],
+                    now=now,
+                    max_shrink=None if allow_shrink else max_shrink,
                 )
                 outcome.alarm_contacts, outcome.exclusions_added = alarm, added
             return outcome
@@ -115,6 +153,8 @@ def import_customer_files(
 def _refused(path: Path, alarm: Path | None, failed: Path, exc: FileRefused) -> CustomerImport:
     def result(source: str, p: Path) -> ImportResult:
         errors = [RowError(0, "file", exc.reason)] if p == failed else []
+        if p == failed and isinstance(exc, RowsRefused):
+            errors += exc.errors
         status = REFUSED if p == failed else NOT_IMPORTED
         return ImportResult(source, p.name, "", status, errors=errors)
 
@@ -194,14 +234,17 @@ def import_customers(
     )
     errors: list[RowError] = []
     batch: list[Customer] = []
+    last_row = 1  # the header
     for row, cells in records:
         result.rows += 1
+        last_row = row
         customer = reader.read(row, cells, errors)
         if customer is not None:
             batch.append(customer)
             if len(batch) >= BATCH:
                 _store_customers(conn, merger, reader, batch, import_id, now, errors, outcome)
                 batch = []
+    _refuse_cut(path, shape, last_row)
     _store_customers(conn, merger, reader, batch, import_id, now, errors, outcome)
     merger.close()
     result.duplicates = merger.counts[DUPLICATE]
@@ -277,12 +320,58 @@ def _store_customers(
     outcome.customers_updated += len(updated)
 
 
+def _refuse_cut(path: Path, shape: csvfile.Shape, last_row: int) -> None:
+    """A file whose last line has no line ending may have been cut inside its last row,
+    after a delimiter or inside a value ("ja" cut to "j" still reads as yes); a file of
+    a header alone is an export that went wrong, not a list of no one."""
+    if last_row == 1:
+        raise FileRefused(path.name, f"{csvfile.EMPTY_FILE}: a header and no rows")
+    if not shape.ends_line:
+        raise FileRefused(
+            path.name,
+            f"{csvfile.TRUNCATED}: row {last_row}: the last line has no line ending, so the file "
+            "may have been cut inside it; an export ends every row with one",
+        )
+
+
+def _refuse_shrink(
+    conn: Connection, path: Path, rows: int, import_id: int, max_shrink: float
+) -> None:
+    """FileRefused when the list is shorter than at the last load by more than `max_shrink`."""
+    last = conn.execute(
+        select(imports.c.rows_total)
+        .where(imports.c.source == ALARM_SOURCE, imports.c.id != import_id)
+        .order_by(imports.c.id.desc())
+        .limit(1)
+    ).scalar()
+    if not last or rows >= last:
+        return
+    shrink = (last - rows) / last
+    if shrink > max_shrink:
+        raise FileRefused(
+            path.name,
+            f"{SHRINK}: the alarm contacts would shrink by {shrink:.1%} (from {last} rows at "
+            f"the last load to {rows}), more than the {max_shrink:.0%} allowed "
+            "(OUTREACH_ALARM_MAX_SHRINK); nothing imported and the previous list stays in "
+            "force. Check the export; if the shrink is meant, import again with --allow-shrink",
+        )
+
+
 def import_alarm_contacts(
-    conn: Connection, hasher: Hasher, path: Path, shape: csvfile.Shape, *, now: datetime
+    conn: Connection,
+    hasher: Hasher,
+    path: Path,
+    shape: csvfile.Shape,
+    *,
+    now: datetime,
+    max_shrink: float | None = MAX_SHRINK,
 ) -> tuple[ImportResult, int]:
     """Alarm contacts as ledger exclusions (ALL-3), within the caller's transaction.
 
-    Returns the file's result and how many ledger entries were new.
+    Returns the file's result and how many ledger entries were new. FileRefused (the
+    caller's transaction then stores nothing) for any row that cannot be read
+    (RowsRefused), a file that may be cut, and a list shorter than at the last load by
+    more than `max_shrink` (None: by any fraction).
     """
     found, import_id = _start(conn, ALARM_SOURCE, path, shape, now)
     if found is not None:
@@ -304,9 +393,12 @@ def import_alarm_contacts(
     errors: list[RowError] = []
     added = 0
 
+    last_row = [1]  # the header
+
     def entries() -> Iterator[AlarmContact]:
         for row, cells in records:
             result.rows += 1
+            last_row[0] = row
             yield from reader.read(row, cells, errors)
 
     batch: list[dict[str, object]] = []
@@ -316,6 +408,11 @@ def import_alarm_contacts(
             added += ledger.add_many(batch)
             batch = []
     added += ledger.add_many(batch)
+    _refuse_cut(path, shape, last_row[0])
+    if errors:
+        raise RowsRefused(path.name, sorted(errors, key=lambda e: e.row))
+    if max_shrink is not None:
+        _refuse_shrink(conn, path, result.rows, import_id, max_shrink)
     _finish(conn, result, errors)
     return result, added
 
@@ -346,6 +443,7 @@ __all__ = [
     "CRM_SOURCE",
     "NOT_IMPORTED",
     "CustomerImport",
+    "RowsRefused",
     "import_alarm_contacts",
     "import_customer_files",
     "import_customers",

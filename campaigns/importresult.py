@@ -11,11 +11,13 @@ import io
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import Connection, select
 
 from campaigns.schema import import_errors, imports
+from suppression.calendar import OSLO
 from suppression.errors import RowError
 
 # Outcomes of a file: stable strings.
@@ -26,7 +28,12 @@ REFUSED: Final = "refused"  # the whole file: not text, not CSV, missing columns
 
 @dataclass
 class ImportResult:
-    """What one file did; `errors` are the refused rows (and a file-level error as row 0)."""
+    """What one file did; `errors` are the refused rows (and a file-level error as row 0).
+
+    `sha256` is the import's identity as `imports` holds it: the content's SHA-256, or
+    for a partner file read with a given encoding or column mapping a digest of those
+    and it (`campaigns.intake.import_identity`); `content_sha256` the content's alone.
+    """
 
     source: str
     filename: str
@@ -41,11 +48,30 @@ class ImportResult:
     new_contacts: int = 0
     errors: list[RowError] = field(default_factory=list)
     first_filename: str | None = None  # already imported: the name it was first imported under
+    first_imported_at: datetime | None = None  # already imported: when
+    content_sha256: str = ""  # empty: the same as sha256
 
     @property
     def by_reason(self) -> dict[str, int]:
         counts = Counter(e.reason.split(":", 1)[0] for e in self.errors)
         return dict(sorted(counts.items()))
+
+    @property
+    def refused_rows(self) -> list[RowError]:
+        """The errors of rows (not of the whole file): row, field, reason."""
+        return [e for e in self.errors if e.row > 0]
+
+    @property
+    def note(self) -> str | None:
+        """Already imported: when, as which import, and that nothing changed."""
+        if self.status != ALREADY_IMPORTED:
+            return None
+        when = (
+            f" on {self.first_imported_at.astimezone(OSLO):%Y-%m-%d}"
+            if self.first_imported_at
+            else ""
+        )
+        return f"already imported{when} as import {self.import_id} (same content); nothing changed"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,14 +87,22 @@ class ImportResult:
             "merged": self.merged,
             "new_contacts": self.new_contacts,
             "by_reason": self.by_reason,
+            "content_sha256": self.content_sha256 or self.sha256,
             **({"first_filename": self.first_filename} if self.first_filename else {}),
+            **(
+                {"first_imported_at": self.first_imported_at.isoformat()}
+                if self.first_imported_at
+                else {}
+            ),
+            **({"note": self.note} if self.note else {}),
         }
 
 
 def already_imported(
     conn: Connection, source: str, sha256: str, filename: str
 ) -> ImportResult | None:
-    """The earlier import of the same content from the same source, with its row errors."""
+    """The earlier import with the same identity (`sha256`, see ImportResult) from the
+    same source, with its row errors."""
     row = conn.execute(
         select(imports).where(imports.c.source == source, imports.c.sha256 == sha256)
     ).first()
@@ -96,7 +130,13 @@ def already_imported(
         merged=int(m["merged"]),
         errors=errors,
         first_filename=str(m["filename"]),
+        first_imported_at=_utc(m["imported_at"]),
     )
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back what it stored in UTC without the zone."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 REPORT_HEADER: Final = ("row", "field", "reason")

@@ -1,14 +1,17 @@
 """Importing a partner lead file: validate, merge by identity, record the evidence.
 
-One file, one transaction: every accepted row or nothing. The same content from the
-same partner imports once, whatever the file is called (`imports` is unique on
-source and SHA-256). Refused rows are kept as `import_errors` (row, field, reason)
-for the error report. An import writes contacts, contact sources and consent
+One file, one transaction: every accepted row or nothing; a file that cannot be read
+whole (`campaigns.sources.csvfile`), or that has no row, is refused whole. The same
+content from the same partner, read the same way, imports once, whatever the file is
+called (`imports` is unique on source and the import's identity, `import_identity`).
+Refused rows are kept as `import_errors` (row, field, reason) for the error report. An import writes contacts, contact sources and consent
 records; it never writes the ledger, so it can never lift a suppression (ALL-5).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import operator
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,12 +38,13 @@ from campaigns.rekeying import Rotation
 from campaigns.schema import import_errors, imports
 from campaigns.sources import csvfile
 from campaigns.sources.leadreader import LeadReader
-from campaigns.sources.partner import Lead, LeadFormat
+from campaigns.sources.partner import Lead, LeadFormat, header_key
 from suppression.errors import FileRefused, RowError
 from suppression.keys import Hasher
 from suppression.policy import PolicyConfig
 
 BATCH = 20_000
+NO_ROWS: Final = "no_rows"  # a reason a file is refused whole: a header and nothing more
 
 Progress = Callable[[int], None]  # bytes read since the last call
 
@@ -82,7 +86,7 @@ def import_lead_file(
         except IntegrityError:
             # Another process imported the same content at the same time and committed first.
             with engine.connect() as conn:
-                found = already_imported(conn, source, shape.sha256, name)
+                found = already_imported(conn, source, import_identity(shape, lead_format), name)
             if found is not None:
                 return found
             if not screen:
@@ -117,6 +121,25 @@ def _refused(source: str, name: str, sha256: str, exc: FileRefused) -> ImportRes
     return ImportResult(source, name, sha256, REFUSED, errors=[RowError(0, "file", exc.reason)])
 
 
+def import_identity(shape: csvfile.Shape, lead_format: LeadFormat) -> str:
+    """What makes two imports of a partner the same import (`imports.sha256`): the file's
+    content, and how it was read: the encoding, when given rather than detected, and the
+    partner's column mapping. So a file refused or misread can be imported again with
+    `--encoding` or a corrected mapping, and the same file read the same way never twice.
+
+    Read as detected, without a mapping, it is the content's SHA-256 alone: the identity
+    every import had before the reading counted, so those are still found.
+    """
+    if not shape.encoding_given and not lead_format.columns:
+        return shape.sha256
+    reading = {
+        "encoding": shape.encoding if shape.encoding_given else None,
+        "columns": sorted((header_key(k), v) for k, v in lead_format.columns.items()),
+    }
+    text = json.dumps(reading, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(f"outreach import\0{shape.sha256}\0{text}".encode()).hexdigest()
+
+
 def import_leads(
     conn: Connection,
     hasher: Hasher,
@@ -139,8 +162,10 @@ def import_leads(
     IntegrityError then may also mean that another transaction added one since.
     """
     now = now.astimezone(UTC)
-    found = already_imported(conn, source, shape.sha256, filename)
+    identity = import_identity(shape, lead_format)
+    found = already_imported(conn, source, identity, filename)
     if found is not None:
+        found.content_sha256 = shape.sha256
         return found
     import_id = int(
         conn.execute(
@@ -148,7 +173,7 @@ def import_leads(
             .values(
                 source=source,
                 filename=filename[:500],
-                sha256=shape.sha256,
+                sha256=identity,
                 imported_at=now,
                 rows_total=0,
                 accepted=0,
@@ -159,11 +184,13 @@ def import_leads(
             .returning(imports.c.id)
         ).scalar_one()
     )
-    result = ImportResult(source, filename, shape.sha256, IMPORTED, import_id)
+    result = ImportResult(
+        source, filename, identity, IMPORTED, import_id, content_sha256=shape.sha256
+    )
     records = csvfile.records(path, shape, progress)
     header = next(records, None)
     if header is None:
-        raise FileRefused(filename, "empty_file: no header row")
+        raise FileRefused(filename, f"{csvfile.EMPTY_FILE}: no header row")
     reader = LeadReader(
         filename, header[1], lead_format, hasher, policy, now, digest=current_digest(hasher)
     )
@@ -209,6 +236,8 @@ def import_leads(
         if writer is not None:
             writer.close()
     merger.close()
+    if rows == 0:
+        raise FileRefused(filename, f"{NO_ROWS}: the file has a header row and no rows")
     result.rows = rows
     errors.sort(key=lambda e: e.row)
     result.errors = errors

@@ -53,12 +53,14 @@ def contact_columns(channel: str) -> tuple[str, ...]:
     return ("id", "key_id", decisions.ADDRESS_COLUMN[channel])
 
 
-SAMPLES_PER_REASON = 3
+SAMPLES_PER_REASON = 3  # per decision and rule: per row of the counts
 
 
 @dataclass
 class Summary:
-    """Counts by decision (with the rule that decided), and a few sample contacts per reason."""
+    """Counts by decision (with the rule that decided), and a few sample contacts by rule id:
+    up to SAMPLES_PER_REASON for each (decision, rule) of the counts, each sample naming
+    its decision (one rule may decide both ways: ES-1 sends with consent, excludes without)."""
 
     audience: int = 0
     by_decision: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -219,7 +221,7 @@ def preview(
     campaign_id: int,
     now: datetime,
 ) -> Summary:
-    """Counts by decision and samples per reason; no side effects."""
+    """Counts by decision and rule, and samples by rule id; no side effects."""
     now = now.astimezone(UTC)  # see launch
     camp = campaign_mod.get(conn, campaign_id)
     summary = Summary()
@@ -229,10 +231,13 @@ def preview(
             _decided(chunks, no_register, config, camp, now)
         ):
             summary.audience += 1
-            summary.by_decision[(decision.decision, decision.rule)] += 1
-            samples = summary.samples[decision.decision]
-            if len(samples) < SAMPLES_PER_REASON:
-                samples.append({**_sample(row), "rule": decision.rule, "basis": decision.basis})
+            counted = summary.by_decision[(decision.decision, decision.rule)] + 1
+            summary.by_decision[(decision.decision, decision.rule)] = counted
+            if counted <= SAMPLES_PER_REASON:
+                summary.samples[decision.rule].append(
+                    {**_sample(row), "decision": decision.decision, "rule": decision.rule,
+                     "basis": decision.basis}
+                )  # fmt: skip
     summary.batches = -(-summary.eligible // camp.batch_size)
     return summary
 

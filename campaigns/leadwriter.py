@@ -1,7 +1,9 @@
 """Storing the accepted leads of an import, batch by batch, on the import's connection.
 
 A batch is merged by identity into contacts (`campaigns.merge`); each lead kept gets
-its contact source and its consent record. On PostgreSQL a `Writer` does the writes
+its contact source and its consent record, once: a row repeated in a file (the same
+contact, the same consent evidence) adds no second consent record, and the same lead
+id of the same contact no second source. On PostgreSQL a `Writer` does the writes
 from a thread of its own while the import reads and merges on.
 """
 
@@ -11,10 +13,11 @@ import contextlib
 import queue
 import sys
 import threading
-from datetime import datetime
-from typing import Final
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, Final
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from campaigns.bulkcopy import PreparedCopy
 from campaigns.merge import CONFLICT, Merger, Task
@@ -45,6 +48,9 @@ assert Lead._fields[_LEAD_ID:_EVIDENCE_END] == (
     "lead_id",
     *_CONSENT_COLUMNS[4:11],
 ), "Lead's evidence fields must stay in consent_records' column order"
+_EVIDENCE_COLUMNS: Final = ("contact_id", "source_ref", *_CONSENT_COLUMNS[4:11])
+_LOOKUP_CHUNK: Final = 5_000  # contact ids a query (SQLite takes 32,766 parameters)
+Kept = list[tuple[int, Lead]]
 
 
 class Writer:
@@ -178,19 +184,96 @@ def store(
     if merger.erased:
         # ALL-4: an erased person's no stays; no new source or consent joins it.
         kept = [(cid, lead) for cid, lead in kept if cid not in merger.erased]
-    sources = [(cid, source, lead[_LEAD_ID], import_id, now) for cid, lead in kept]
-    # A consent record is the lead's evidence fields (lead_id .. multi_company_form,
-    # in Lead's order) between the ids and the constants.
-    consents = [
-        (cid, import_id, source, *lead[_LEAD_ID:_EVIDENCE_END], True, now) for cid, lead in kept
-    ]
+    held: Kept = []
+    with_consent = with_source = kept
+    joined = merger.joined_held
+    if joined or len({cid for cid, _ in kept}) != len(kept):
+        # Rows of one person: the batch's own repeats go now; for the contacts from the
+        # store, what an earlier batch recorded is asked when writing (`_write_held`).
+        held = [(cid, lead) for cid, lead in kept if cid in joined]
+        fresh = [(cid, lead) for cid, lead in kept if cid not in joined] if held else kept
+        with_consent, with_source = _once(fresh, set(), set())
 
     # Formatted here, sent by the writer thread (`PreparedCopy`).
-    write_sources = PreparedCopy(conn, contact_sources, _SOURCE_COLUMNS, sources)
-    write_consents = PreparedCopy(conn, consent_records, _CONSENT_COLUMNS, consents)
+    write_sources = PreparedCopy(
+        conn, contact_sources, _SOURCE_COLUMNS, _sources(with_source, source, import_id, now)
+    )
+    write_consents = PreparedCopy(
+        conn, consent_records, _CONSENT_COLUMNS, _consents(with_consent, source, import_id, now)
+    )
 
     def write() -> None:
         write_sources()
         write_consents()
+        if held:
+            _write_held(conn, held, source, import_id, now)
 
     merger.submit(write)
+
+
+def _sources(kept: Kept, source: str, import_id: int, now: datetime) -> list[tuple[Any, ...]]:
+    return [(cid, source, lead[_LEAD_ID], import_id, now) for cid, lead in kept]
+
+
+def _consents(kept: Kept, source: str, import_id: int, now: datetime) -> list[tuple[Any, ...]]:
+    # A consent record is the lead's evidence fields (lead_id .. multi_company_form,
+    # in Lead's order) between the ids and the constants.
+    return [
+        (cid, import_id, source, *lead[_LEAD_ID:_EVIDENCE_END], True, now) for cid, lead in kept
+    ]
+
+
+def _once(
+    kept: Kept, recorded: set[tuple[Any, ...]], referred: set[tuple[Any, ...]]
+) -> tuple[Kept, Kept]:
+    """(the rows that get a consent record, those that get a source): a row whose
+    evidence (contact id, lead id .. multi_company_form) is `recorded` gets neither, one
+    whose contact id and lead id are `referred` no source; both sets grow as it goes."""
+    with_consent: Kept = []
+    with_source: Kept = []
+    for cid, lead in kept:
+        evidence = (cid, *lead[_LEAD_ID:_EVIDENCE_END])
+        if evidence in recorded:
+            continue
+        recorded.add(evidence)
+        with_consent.append((cid, lead))
+        ref = evidence[:2]
+        if ref not in referred:
+            referred.add(ref)
+            with_source.append((cid, lead))
+    return with_consent, with_source
+
+
+def _write_held(conn: Connection, held: Kept, source: str, import_id: int, now: datetime) -> None:
+    """Write the consents and sources of rows that joined a contact from the store, but
+    none this import recorded already (in an earlier batch). Run by the writer, after
+    the writes before it, so that it sees them."""
+    recorded = _recorded(conn, import_id, sorted({cid for cid, _ in held}))
+    # Every source this import wrote has a consent record with its contact and lead id.
+    referred = {evidence[:2] for evidence in recorded}
+    with_consent, with_source = _once(held, recorded, referred)
+    if with_source:
+        rows = _sources(with_source, source, import_id, now)
+        PreparedCopy(conn, contact_sources, _SOURCE_COLUMNS, rows)()
+    if with_consent:
+        rows = _consents(with_consent, source, import_id, now)
+        PreparedCopy(conn, consent_records, _CONSENT_COLUMNS, rows)()
+
+
+def _recorded(conn: Connection, import_id: int, ids: list[int]) -> set[tuple[Any, ...]]:
+    """The evidence this import recorded for these contacts, as `_once` compares it."""
+    columns = [consent_records.c[name] for name in _EVIDENCE_COLUMNS]
+    found: set[tuple[Any, ...]] = set()
+    for at in range(0, len(ids), _LOOKUP_CHUNK):
+        rows: Iterable[Any] = conn.execute(
+            select(*columns).where(
+                consent_records.c.import_id == import_id,
+                consent_records.c.contact_id.in_(ids[at : at + _LOOKUP_CHUNK]),
+            )
+        )
+        for r in rows:
+            cid, ref, given_at, *texts, explicit, multi = r
+            if given_at.tzinfo is None:  # SQLite hands back UTC without the zone
+                given_at = given_at.replace(tzinfo=UTC)
+            found.add((int(cid), ref, given_at, *texts, bool(explicit), bool(multi)))
+    return found

@@ -93,6 +93,10 @@ class Merger:
         self.counts = {NEW: 0, MERGED: 0, DUPLICATE: 0, CONFLICT: 0}
         # Erased contacts (ALL-4) rows joined: nothing of the row is attached to them.
         self.erased: set[int] = set()
+        # The last batch's rows that joined a contact from the store (created before the
+        # batch: by an earlier batch or an earlier import), as their contact ids: an
+        # earlier batch may have recorded the same evidence for it (campaigns.leadwriter).
+        self.joined_held: set[int] = set()
         self._lookup = ContactLookup(conn, known, rotation)
 
     def close(self) -> None:
@@ -133,6 +137,7 @@ class Merger:
 
         result: list[int | None] = []
         outcome = self.counts
+        held = self.joined_held = set()
         new = merged = duplicate = conflict = 0
         for i, row in enumerate(batch):
             eh, ph = row.email_hash, row.phone_hash
@@ -181,7 +186,11 @@ class Merger:
                 duplicate += 1
             else:
                 merged += 1
-            result.append(~target.pos if target.created else target.id)
+            if target.created:
+                result.append(~target.pos)
+            else:
+                held.add(target.id)
+                result.append(target.id)
         outcome[NEW] += new
         outcome[MERGED] += merged
         outcome[DUPLICATE] += duplicate

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -18,6 +18,15 @@ from suppression.keys import Hasher
 from suppression.policy import PolicyConfig
 
 
+def partner_name(source: str, display_names: Mapping[str, str]) -> str:
+    """GD-1: the partner as the person knows it ("Boligpartner AS"), from a contact source
+    "partner:<key>" and the partners file's display names by key. A partner no longer in
+    the partners file is named by its key: a notice naming the source that way still
+    tells the person where we got their data, where no notice would not."""
+    key = source.split(":", 1)[1] if ":" in source else source
+    return display_names.get(key) or key
+
+
 def render_messages(
     conn: Connection,
     hasher: Hasher,
@@ -25,10 +34,13 @@ def render_messages(
     public_url: str,
     camp: campaign_mod.Campaign,
     ids: Sequence[int],
+    *,
+    partner_names: Mapping[str, str] | None = None,
 ) -> list[OutgoingMessage]:
     """The claimed recipients' messages, rendered from the campaign's template, each with
     its own unsubscribe link (ES-4, SM-3) and, for partner leads, the source notice
-    naming the partner (GD-1)."""
+    naming the partner (GD-1) by its display name in `partner_names` (display names
+    by partner key, from the partners file: the store keeps only the key)."""
     rows = conn.execute(
         select(
             recipients.c.id,
@@ -54,7 +66,7 @@ def render_messages(
             )
             .order_by(contact_sources.c.id)
         ):
-            partners.setdefault(int(cid), source.split(":", 1)[1])
+            partners.setdefault(int(cid), partner_name(source, partner_names or {}))
     template = camp.message_template()
     org = {"name": config.organisation_name, "number": config.organisation_number}
     out = []

@@ -7,9 +7,12 @@ previous poll (kept in `sftp_observations`): a file still growing is never read.
 For each file taken: fetch it, import it in one transaction (`campaigns.intake`),
 and only after the commit move it to the archive folder (atomic rename) and write
 its error report (row, field, reason; nothing else) to the errors folder. A file
-refused whole goes to the errors folder with its report. A crash between commit and
-move imports nothing twice: the next poll finds the content already imported (same
-partner, same SHA-256), and only archives it and writes its report again. Each file
+refused whole goes to the errors folder with its report; one that ends inside a row
+(`csvfile.TRUNCATED`) may be an upload that paused, so it is left in the inbox, still
+arriving, until it has stood still for `incomplete_grace` (a `.done` marker says it is
+whole: refused at once). A crash between commit and move imports nothing twice: the
+next poll finds the content already imported (same partner, same identity), and only
+archives it and writes its report again. Each file
 archived is recorded in `archived_files` (`record_archived`), so that it expires and an
 erasure finds it (campaigns.archives).
 
@@ -24,7 +27,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -33,6 +36,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from campaigns.importresult import ALREADY_IMPORTED, REFUSED, ImportResult, error_report
 from campaigns.intake import import_lead_file
 from campaigns.schema import archived_files, sftp_observations
+from campaigns.sources.csvfile import TRUNCATED
 from campaigns.sources.inbox import DONE_SUFFIX, Inbox, InboxError, taken
 from campaigns.sources.local import LocalInbox
 from campaigns.sources.partners_config import PartnerConfig
@@ -46,7 +50,12 @@ log = logging.getLogger(__name__)
 ARCHIVED: Final = "archived"  # imported (or imported before): archived, report written
 REJECTED: Final = "rejected"  # refused whole: moved to the errors folder, report written
 FAILED: Final = "failed"  # could not be processed now; left in the inbox for the next poll
+# Ends inside a row and stood still for less than the grace: left in the inbox, waiting.
+INCOMPLETE: Final = "incomplete"
 ALREADY_IMPORTED_ROW: Final = RowError(0, "file", ALREADY_IMPORTED)
+# How long a file that ends inside a row must stand still before it is refused, not
+# taken for an upload that paused.
+INCOMPLETE_GRACE: Final = timedelta(minutes=15)
 
 InboxOpener = Callable[[PartnerConfig], AbstractContextManager[Inbox]]
 
@@ -77,7 +86,8 @@ class PollResult:
 
     partner: str
     files: list[FileOutcome] = field(default_factory=list)
-    waiting: list[str] = field(default_factory=list)  # seen, not yet stable
+    waiting: list[str] = field(default_factory=list)  # seen, not yet stable (or incomplete)
+    incomplete: dict[str, str] = field(default_factory=dict)  # waiting: why, by file
     error: str | None = None  # the inbox could not be reached or listed
 
     @property
@@ -91,6 +101,7 @@ class PollResult:
             "error": self.error,
             "files": [f.as_dict() for f in self.files],
             "waiting": self.waiting,
+            "incomplete": self.incomplete,
         }
 
 
@@ -121,6 +132,7 @@ def poll(
     *,
     now: datetime,
     opener: InboxOpener = open_inbox,
+    incomplete_grace: timedelta = INCOMPLETE_GRACE,
 ) -> list[PollResult]:
     """Poll one partner (by name) or every partner with an inbox; never raises for one
     partner's trouble: it is in that partner's PollResult."""
@@ -130,7 +142,12 @@ def poll(
             return [PollResult(partner_name, error="no such partner in the partners file")]
     else:
         chosen = [p for p in partners.values() if p.sftp is not None or p.local_dir is not None]
-    return [poll_partner(engine, hasher, policy, p, now=now, opener=opener) for p in chosen]
+    return [
+        poll_partner(
+            engine, hasher, policy, p, now=now, opener=opener, incomplete_grace=incomplete_grace
+        )
+        for p in chosen
+    ]
 
 
 def poll_partner(
@@ -141,11 +158,12 @@ def poll_partner(
     *,
     now: datetime,
     opener: InboxOpener = open_inbox,
+    incomplete_grace: timedelta = INCOMPLETE_GRACE,
 ) -> PollResult:
     result = PollResult(partner.name)
     try:
         with opener(partner) as inbox:
-            _poll(engine, hasher, policy, partner, inbox, now, result)
+            _poll(engine, hasher, policy, partner, inbox, now, result, incomplete_grace)
     except InboxError as exc:
         result.error = exc.reason
         log.warning("partner poll failed", extra={"partner": partner.name, "reason": exc.reason})
@@ -163,6 +181,7 @@ def _poll(
     inbox: Inbox,
     now: datetime,
     result: PollResult,
+    incomplete_grace: timedelta,
 ) -> None:
     listing = inbox.list()
     names = {f.name for f in listing}
@@ -171,7 +190,8 @@ def _poll(
     take = []
     with engine.begin() as conn:
         for f in ready:
-            if f.name + DONE_SUFFIX in names or seen.get(f.name) == (f.size, f.mtime):
+            before = seen.get(f.name)
+            if f.name + DONE_SUFFIX in names or (before and before[:2] == (f.size, f.mtime)):
                 take.append(f)
                 continue
             result.waiting.append(f.name)
@@ -200,7 +220,18 @@ def _poll(
                 )
             )
     for f in take:
+        done = f.name + DONE_SUFFIX in names
+        # Stood still since it was first seen at this size (a .done marker: it is whole).
+        still = None if done else now - seen[f.name][2]
         outcome = _take(engine, hasher, policy, partner, inbox, f.name, f.size, now)
+        if outcome.outcome == INCOMPLETE and still is not None and still < incomplete_grace:
+            result.waiting.append(f.name)
+            result.incomplete[f.name] = outcome.error or TRUNCATED
+            log.info("partner file ends inside a row: waiting", extra={"partner": partner.name})
+            continue
+        if outcome.outcome == INCOMPLETE and outcome.result is not None:
+            # Stood still long enough, or said to be whole: refused, with its report.
+            outcome = _file_away(engine, partner, inbox, f.name, outcome.result, now)
         result.files.append(outcome)
         if outcome.outcome == FAILED:
             continue
@@ -215,14 +246,23 @@ def _poll(
             )
 
 
-def _observations(engine: Engine, partner: str) -> dict[str, tuple[int, int]]:
+def _observations(engine: Engine, partner: str) -> dict[str, tuple[int, int, datetime]]:
+    """(size, mtime, when first seen at them) of the files seen at earlier polls."""
     with engine.connect() as conn:
         rows = conn.execute(
             select(
-                sftp_observations.c.filename, sftp_observations.c.size, sftp_observations.c.mtime
+                sftp_observations.c.filename,
+                sftp_observations.c.size,
+                sftp_observations.c.mtime,
+                sftp_observations.c.observed_at,
             ).where(sftp_observations.c.partner == partner)
         )
-        return {r.filename: (int(r.size), int(r.mtime)) for r in rows}
+        return {r.filename: (int(r.size), int(r.mtime), _utc(r.observed_at)) for r in rows}
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back what it stored in UTC without the zone."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _take(
@@ -260,6 +300,20 @@ def _take(
         except Exception as exc:  # the store is down, a bug: retry at the next poll
             log.exception("partner file import failed", extra={"partner": partner.name})
             return FileOutcome(name, FAILED, error=f"import failed: {type(exc).__name__}")
+    if result.status == REFUSED and result.errors[0].reason.startswith(f"{TRUNCATED}:"):
+        # Perhaps an upload that paused: the caller decides to wait, or to file it away.
+        return FileOutcome(name, INCOMPLETE, result, error=result.errors[0].reason)
+    return _file_away(engine, partner, inbox, name, result, now)
+
+
+def _file_away(
+    engine: Engine,
+    partner: PartnerConfig,
+    inbox: Inbox,
+    name: str,
+    result: ImportResult,
+    now: datetime,
+) -> FileOutcome:
     # The import has committed (or refused the file whole): only now touch the inbox.
     errors = result.errors
     if result.status == ALREADY_IMPORTED and result.first_filename != name:

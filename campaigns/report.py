@@ -1,4 +1,5 @@
-"""Progress and reports: counts per state and per exclusion reason, and the funnel."""
+"""Progress and reports: counts per state and per exclusion reason, the funnel, and the
+replies of the campaign's recipients still waiting in the review queue."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import Connection, String, cast, func, literal, select, union_al
 
 from campaigns import campaign as campaign_mod
 from campaigns.campaign_schema import FINAL_STATES, SENT, STATES, recipients
+from campaigns.optouts import review
 from suppression.schema import ledger_entries, unsubscribe_tokens
 
 
@@ -21,6 +23,9 @@ class Report:
     stopped_at_send: list[dict[str, Any]] = field(default_factory=list)
     delivered: int | None = None
     unsubscribed: int = 0
+    # Open review items from the recipients' addresses on the campaign's channel: replies
+    # that may be a no and that nobody has decided yet (`outreach review list`).
+    review_open: int = 0
 
     @property
     def audience(self) -> int:
@@ -59,6 +64,7 @@ class Report:
             "exclusions": self.exclusions,
             "stopped_at_send": self.stopped_at_send,
             "funnel": dict(self.funnel()),
+            "review_open": self.review_open,
         }
 
 
@@ -105,6 +111,9 @@ def build(conn: Connection, campaign_id: int) -> Report:
                 ledger_entries.c.evidence_ref.in_(token_refs)
             )
         ).scalar_one()
+    )
+    report.review_open = review.count_open(
+        conn, select(recipients.c.key_hash).where(recipients.c.campaign_id == campaign_id)
     )
     return report
 
@@ -168,5 +177,6 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border-bottom:1px solid #cc
 <svg role="img" aria-label="funnel: {", ".join(f"{label} {n}" for label, n in funnel)}" width="{width + 200}" height="{svg_h}">{"".join(bars)}</svg>
 <h2>Recipients by state</h2><table><tr><th>state</th><th>count</th></tr>{rows}</table>
 <h2>Excluded at launch, by reason</h2><table><tr><th>reason</th><th>rule</th><th>count</th></tr>{excl}</table>
+<h2>Review queue</h2><p>{report.review_open} open item(s) from this campaign's recipients: replies that may be a no, waiting for a person (<code>outreach review list</code>).</p>
 </body></html>
 """

@@ -21,7 +21,7 @@ campaigns.recording (outcomes) and campaigns.finishing (a batch's and a campaign
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -89,6 +89,7 @@ class Sender:
         now: Callable[[], datetime],
         throttle: Throttle | None = None,
         sub_batch: int = SUB_BATCH,
+        partner_names: Mapping[str, str] | None = None,
     ) -> None:
         self.engine = engine
         self.hasher = hasher
@@ -98,6 +99,8 @@ class Sender:
         self.now = now
         self.throttle = throttle
         self.sub_batch = sub_batch
+        # GD-1: partners' display names by key (the partners file), for source notices.
+        self.partner_names = dict(partner_names or {})
         self.check = SendCheck(engine, config, now)
 
     # -- the batch ---------------------------------------------------------------
@@ -188,7 +191,13 @@ class Sender:
             checks: dict[int, tuple[datetime, str | None]] = {}
             with self.engine.connect() as conn:
                 messages = render_messages(
-                    conn, self.hasher, self.config, self.public_url, camp, claimed
+                    conn,
+                    self.hasher,
+                    self.config,
+                    self.public_url,
+                    camp,
+                    claimed,
+                    partner_names=self.partner_names,
                 )
                 conn.rollback()
 

@@ -68,16 +68,151 @@ def keyword(text: str) -> str | None:
     return word.translate(_INNER_JOINERS).upper()
 
 
+# SM-1 "spellings people actually send". A reply that is only stop signs is an opt-out:
+# 🛑 stop sign, ⛔ no entry, 🚫 prohibited, ✋ 🤚 a raised hand, 🙅 the "no" gesture,
+# 📵 no mobile phones, 🔕 no notifications. Skin tones, gender signs and variation
+# selectors may ride along. ❌ and 👎 are not among them: "wrong" and "bad" are not a no
+# to marketing by themselves (such a reply goes to a person, see campaigns.optouts.twilio).
+STOP_EMOJI: Final = frozenset(
+    "\U0001f6d1\u26d4\U0001f6ab\u270b\U0001f91a\U0001f645\U0001f4f5\U0001f515"
+)
+_EMOJI_RIDERS: Final = frozenset("\u200d\u2640\u2642\ufe0e\ufe0f") | frozenset(
+    chr(c) for c in range(0x1F3FB, 0x1F400)
+)
+
+# Digits and signs written for letters ("st0p", "5TOP", "$top"). A 1 stands for I or L:
+# both readings are tried. Only in a word that also has a letter: "5709" is a number
+# (a postal code), not "STOG", one letter away from STOP.
+_FOR_LETTERS: Final = {
+    "0": "O",
+    "3": "E",
+    "4": "A",
+    "5": "S",
+    "7": "T",
+    "8": "B",
+    "$": "S",
+    "@": "A",
+}
+_ONE: Final = ("I", "L")
+# Letters that Unicode does not decompose into a base letter and a mark ("STØPP").
+_BASE_LETTERS: Final = str.maketrans(
+    {"Ø": "O", "Æ": "AE", "Œ": "OE", "Ð": "D", "Þ": "TH", "Ł": "L", "Đ": "D"}
+)
+_RUN = re.compile(r"(.)\1{2,}")  # a letter three times or more is emphasis: "STOOOOP"
+_A_TO_Z = re.compile(r"[A-Z]+")
+# Between the words: anything but a letter, a digit or one of the signs above.
+_BETWEEN_WORDS = re.compile(r"(?:(?![^\W_])[^$@])+")
+
+# One edit (Damerau: a letter added, dropped or changed, or two neighbours swapped) of an
+# opt-out keyword is still that keyword ("STPO", "AVMLED", "UNSUBSCIBE"), but only when
+# both the keyword and the reply have at least this many letters: one edit of a shorter
+# word reaches too many ordinary ones (END: AND, ENDE, EN, ...), so END needs an exact
+# match. Opt-in and help words need an exact match too: reading a typo as START or HELP
+# would take a reply out of the review queue, the less strict direction.
+FUZZY_MIN_LETTERS: Final = 4
+# Ordinary words of nb and en one edit from an opt-out keyword. We decided: these are
+# words, not typos ("SHOP" is a reply to an offer, not "STOP"), so they are no opt-out
+# by themselves; the reply still goes to a person in the review queue.
+NEAR_MISSES: Final = frozenset(
+    {
+        # STOP
+        "ATOP", "SHOP", "SLOP", "STEP", "STUP", "STOW", "STOR", "STOL", "STOD", "STOA",
+        "STOK", "STOOP", "STROP", "STOMP",
+        # STOPP
+        "STEPP", "STROPP", "TOPP", "SOPP",
+        # QUIT
+        "SUIT", "QUIZ", "QUID", "QUIP", "QUITE", "QUILT", "QUOIT", "QUIET",
+        # CANCEL
+        "CANCER",
+    }
+)  # fmt: skip
+
+
+def _letters(word: str) -> str:
+    """Upper case, accents off, Ø Æ Œ spelt out: "Støpp" -> "STOPP"."""
+    decomposed = unicodedata.normalize("NFKD", word.upper().translate(_BASE_LETTERS))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def _readings(word: str) -> set[str]:
+    """The word in A-Z with its digits read as letters, each reading of its ones; empty when
+    it is not a word (no letter, or letters outside A-Z)."""
+    if not any(ch.isalpha() for ch in word):
+        return set()
+    word = "".join(_FOR_LETTERS.get(ch, ch) for ch in word)
+    if word.count("1") > 4:
+        return set()
+    readings = {""}
+    for ch in word:
+        choices = _ONE if ch == "1" else (ch,)
+        readings = {r + c for r in readings for c in choices}
+    return {_RUN.sub(r"\1", r) for r in readings if _A_TO_Z.fullmatch(r)}
+
+
+def _sms_words(text: str) -> tuple[set[str], bool]:
+    """What a reply spells when read as one word (every reading of it), and whether it was
+    written as one: a single word, or single letters spaced out ("S T O P"). Several words
+    run together ("stop all", "opt out") are read too, but only an exact keyword counts then."""
+    text = unicodedata.normalize("NFKC", text).translate(_INNER_JOINERS)
+    tokens = [_letters(t) for t in _BETWEEN_WORDS.split(text) if t]
+    if not tokens:
+        return set(), False
+    one_word = len(tokens) == 1 or all(len(t) == 1 for t in tokens)
+    return _readings("".join(tokens)), one_word
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Damerau-Levenshtein (optimal string alignment) distance at most one."""
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        if len(diff) == 1:
+            return True
+        i, j = diff[0], diff[-1]
+        return len(diff) == 2 and j == i + 1 and a[i] == b[j] and a[j] == b[i]
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    i = 0
+    while i < len(short) and short[i] == long[i]:
+        i += 1
+    return short[i:] == long[i + 1 :]
+
+
+def _is_stop_signs(text: str) -> bool:
+    """Only stop emoji (with their riders), whitespace and punctuation; at least one sign."""
+    kept = [ch for ch in text if not (ch.isspace() or unicodedata.category(ch)[0] == "P")]
+    signs = [ch for ch in kept if ch not in _EMOJI_RIDERS]
+    return bool(signs) and all(ch in STOP_EMOJI for ch in signs)
+
+
+def _near_opt_out(word: str) -> bool:
+    if len(word) < FUZZY_MIN_LETTERS or word in NEAR_MISSES:
+        return False
+    return any(len(k) >= FUZZY_MIN_LETTERS and _one_edit_apart(word, k) for k in OPT_OUT_KEYWORDS)
+
+
 def classify_sms(text: str) -> str:
-    """SM-1: what an inbound SMS says, one of the SMS_* constants."""
-    word = keyword(text)
-    if word is not None:
-        if word in OPT_OUT_KEYWORDS:
-            return SMS_OPT_OUT
-        if word in OPT_IN_KEYWORDS:
-            return SMS_OPT_IN
-        if word in HELP_KEYWORDS:
-            return SMS_HELP
+    """SM-1: what an inbound SMS says, one of the SMS_* constants.
+
+    A keyword counts in the spellings people send: any case, spaces and punctuation
+    around it, letters spaced out ("S T O P"), accents and Ø ("STØPP"), digits for
+    letters ("st0p"), repeated letters ("STOOOP"), one typo of an opt-out keyword of four
+    letters or more ("Stpo"; not the ordinary words of NEAR_MISSES), or a reply of stop
+    signs only (STOP_EMOJI). An opt-out reading wins over the others (the stricter one).
+    """
+    if _is_stop_signs(text):
+        return SMS_OPT_OUT
+    words, one_word = _sms_words(text)
+    if words & OPT_OUT_KEYWORDS:
+        return SMS_OPT_OUT
+    if words & OPT_IN_KEYWORDS:
+        return SMS_OPT_IN
+    if words & HELP_KEYWORDS:
+        return SMS_HELP
+    if one_word and any(_near_opt_out(w) for w in words):
+        return SMS_OPT_OUT
     if looks_like_refusal(text):
         return SMS_REFUSAL
     return SMS_OTHER

@@ -1,20 +1,32 @@
 """Suppression lists from elsewhere: a plain list, a CSV with an identity column, or
 Mailchimp's export of unsubscribed / cleaned members.
 
-Bad lines are collected as RowError values (line number, field, reason); good lines
-are kept (`outreach suppress import`).
+A file that cannot be read whole is refused whole (`FileRefused` naming the file and
+the line or column; nothing of it is kept): not text (binary, UTF-16 without its byte
+order mark), two encodings in one file, a last line cut off, a quote left open, a field
+or line longer than the csv module's limit, a column named twice, no line at all. In a
+file that can be read, bad lines are collected as RowError values (line number, field,
+reason) and good lines are kept (`outreach suppress import`): each of them is a no.
 """
 
 from __future__ import annotations
 
 import csv
-import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from suppression.errors import InvalidIdentity, RowError
+from suppression.errors import FileRefused, InvalidIdentity, RowError
 from suppression.identity import Identity, IdentityKind, email_identity, phone_identity
-from suppression.register import decode, sniff_delimiter, undecodable_line
+from suppression.register import (
+    DUPLICATE_COLUMN,
+    EMPTY_FILE,
+    MALFORMED_CSV,
+    MISSING_COLUMN,
+    csv_rows,
+    read_text,
+    sniff_delimiter,
+)
 
 EMAIL_HEADERS = {"email", "e-post", "epost", "email address", "e-mail", "mail"}
 PHONE_HEADERS = {"phone", "telefon", "mobil", "mobile", "tlf", "mobilnummer", "phone number"}
@@ -36,49 +48,78 @@ def _guess(raw: str) -> Identity:
     return phone_identity(text)
 
 
-def _decode(data: bytes) -> str | RowError:
-    try:
-        return decode(data)
-    except UnicodeDecodeError as exc:
-        # Nothing of a file in an unknown encoding can be trusted: no line is kept.
-        return RowError(undecodable_line(data, exc), "file", "not UTF-8 or Windows-1252 text")
-
-
-def parse_plain(data: bytes) -> tuple[list[ListItem], list[RowError]]:
-    """One email or phone per line, or a CSV whose header names an email or phone column."""
-    text = _decode(data)
-    if isinstance(text, RowError):
-        return [], [text]
-    items: list[ListItem] = []
-    errors: list[RowError] = []
-    first = text.split("\n", 1)[0].strip().lstrip("\ufeff")
+def parse_plain(data: bytes, *, name: str) -> tuple[list[ListItem], list[RowError]]:
+    """One email or phone per line, or a CSV whose header names an email or phone column.
+    `name` names the file in a FileRefused."""
+    text = read_text(name, data)
+    first = text.split("\n", 1)[0].strip()
     header_cells = [c.strip().strip('"').lower() for c in first.split(sniff_delimiter(first))]
     if any(c in EMAIL_HEADERS or c in PHONE_HEADERS for c in header_cells):
-        return _parse_csv(text)
+        return _parse_csv(name, text)
+    items: list[ListItem] = []
+    errors: list[RowError] = []
+    limit = csv.field_size_limit()
     for line_no, line in enumerate(text.splitlines(), start=1):
+        if len(line) > limit:  # not a list of addresses: the same limit as a CSV field
+            raise FileRefused(
+                name, f"{MALFORMED_CSV}: line {line_no}: a line is longer than {limit} characters"
+            )
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
             items.append(ListItem(line_no, _guess(line)))
         except InvalidIdentity as exc:
             errors.append(RowError(line_no, exc.field, exc.reason))
+    if not items and not errors:
+        raise FileRefused(name, f"{EMPTY_FILE}: no line with an email or a phone")
     return items, errors
 
 
-def _parse_csv(text: str) -> tuple[list[ListItem], list[RowError]]:
-    first = text.split("\n", 1)[0]
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(first))
-    fields = reader.fieldnames or []
-    columns: list[tuple[str, IdentityKind]] = [
-        (f, "email") for f in fields if f.strip().lower() in EMAIL_HEADERS
-    ] + [(f, "phone") for f in fields if f.strip().lower() in PHONE_HEADERS]
+def _header(name: str, rows: Iterator[tuple[int, list[str]]]) -> list[str]:
+    """The header row; FileRefused when a column is named twice (which one holds the
+    person's address could not be told) or when no row follows it."""
+    first = next(rows, None)
+    if first is None:
+        raise FileRefused(name, f"{EMPTY_FILE}: the file is empty")
+    header = first[1]
+    seen: dict[str, int] = {}
+    for i, cell in enumerate(header, start=1):
+        key = cell.strip().lower()
+        if key and key in seen:
+            raise FileRefused(
+                name,
+                f"{DUPLICATE_COLUMN}: line 1, header: columns {seen[key]} and {i} are both "
+                f"{cell.strip()!r}",
+            )
+        seen[key] = i
+    return header
+
+
+def _cell(cells: list[str], i: int) -> str:
+    return cells[i] if i < len(cells) else ""
+
+
+def _body(name: str, rows: Iterator[tuple[int, list[str]]]) -> Iterator[tuple[int, list[str]]]:
+    found = False
+    for row in rows:
+        found = True
+        yield row
+    if not found:
+        raise FileRefused(name, f"{EMPTY_FILE}: a header and no rows")
+
+
+def _parse_csv(name: str, text: str) -> tuple[list[ListItem], list[RowError]]:
+    rows = csv_rows(name, text, sniff_delimiter(text.split("\n", 1)[0]))
+    fields = _header(name, rows)
+    columns: list[tuple[int, str, IdentityKind]] = [
+        (i, f, "email") for i, f in enumerate(fields) if f.strip().lower() in EMAIL_HEADERS
+    ] + [(i, f, "phone") for i, f in enumerate(fields) if f.strip().lower() in PHONE_HEADERS]
     items: list[ListItem] = []
     errors: list[RowError] = []
-    for row in reader:
-        line_no = reader.line_num  # right after blank lines and quoted line breaks too
+    for line_no, cells in _body(name, rows):
         found = False
-        for column, kind in columns:
-            value = (row.get(column) or "").strip()
+        for i, column, kind in columns:
+            value = _cell(cells, i).strip()
             if not value:
                 continue
             found = True
@@ -93,29 +134,28 @@ def _parse_csv(text: str) -> tuple[list[ListItem], list[RowError]]:
     return items, errors
 
 
-def parse_mailchimp(data: bytes) -> tuple[list[ListItem], list[RowError]]:
-    """Mailchimp's unsubscribed/cleaned export: `Email Address` plus UNSUB_TIME or CLEAN_TIME."""
-    text = _decode(data)
-    if isinstance(text, RowError):
-        return [], [text]
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    fields = reader.fieldnames or []
+def parse_mailchimp(data: bytes, *, name: str) -> tuple[list[ListItem], list[RowError]]:
+    """Mailchimp's unsubscribed/cleaned export: `Email Address` plus UNSUB_TIME or CLEAN_TIME.
+    `name` names the file in a FileRefused."""
+    rows = csv_rows(name, read_text(name, data), ",")
+    fields = _header(name, rows)
     if "Email Address" not in fields:
-        return [], [
-            RowError(1, "Email Address", "not a Mailchimp export: no 'Email Address' column")
-        ]
-    time_column = next((c for c in MAILCHIMP_TIME_COLUMNS if c in fields), None)
+        raise FileRefused(
+            name,
+            f"{MISSING_COLUMN}: line 1, header: not a Mailchimp export: no 'Email Address' column",
+        )
+    at = {f: i for i, f in enumerate(fields)}
+    time_column = next((c for c in MAILCHIMP_TIME_COLUMNS if c in at), None)
     items: list[ListItem] = []
     errors: list[RowError] = []
-    for row in reader:
-        line_no = reader.line_num
+    for line_no, cells in _body(name, rows):
         try:
-            ident = email_identity(row.get("Email Address") or "")
+            ident = email_identity(_cell(cells, at["Email Address"]))
         except InvalidIdentity as exc:
             errors.append(RowError(line_no, "Email Address", exc.reason))
             continue
         occurred: datetime | None = None
-        stamp = (row.get(time_column) or "").strip() if time_column else ""
+        stamp = _cell(cells, at[time_column]).strip() if time_column else ""
         if stamp:
             try:
                 occurred = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)

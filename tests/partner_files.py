@@ -82,11 +82,14 @@ def render(
     rows: Iterable[Mapping[str, str]],
     shape: str = "excel_nb",
     header: Iterable[str] = HEADER,
+    quoting: int = csv.QUOTE_MINIMAL,
 ) -> bytes:
+    """The file's bytes; `quoting` as the csv module's (QUOTE_ALL: every field quoted,
+    as some exports do)."""
     encoding, delimiter, newline = SHAPES[shape]
     columns = list(header)
     out = io.StringIO(newline="")
-    writer = csv.writer(out, delimiter=delimiter, lineterminator=newline)
+    writer = csv.writer(out, delimiter=delimiter, lineterminator=newline, quoting=quoting)
     writer.writerow(columns)
     for row in rows:
         writer.writerow([row.get(c, "") for c in columns])

@@ -3,7 +3,8 @@
 A person reads each item and resolves it as an unsubscribe, an objection (ALL-1) or
 nothing (`outreach review list|resolve`). Resolving writes the ledger entry in the
 same transaction. An item's kind is the first part of its source_event
-("sms_refusal_text:twilio:SM..."), so the queue needs no column of its own for it.
+("refusal_text:twilio:SM...", "reply_text:twilio:SM..."), so the queue needs no column
+of its own for it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Select, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -128,6 +129,16 @@ def items(conn: Connection, *, include_resolved: bool = False) -> list[ReviewIte
     if not include_resolved:
         query = query.where(review_items.c.resolved_at.is_(None))
     return [_item(r) for r in conn.execute(query)]
+
+
+def count_open(conn: Connection, among: Select[tuple[bytes]] | None = None) -> int:
+    """How many items wait for a person; with `among`, only those from the identities whose
+    keyed hashes it selects (a campaign's recipients, for its report)."""
+    query = select(func.count()).select_from(review_items)
+    query = query.where(review_items.c.resolved_at.is_(None))
+    if among is not None:
+        query = query.where(review_items.c.key_hash.in_(among))
+    return int(conn.execute(query).scalar_one())
 
 
 def resolve(

@@ -47,12 +47,20 @@ OPT_OUT_TYPES: Final[dict[str, tuple[str, str]]] = {
     "HELP": ("sms_help", RECORD),
 }
 # What an inbound text says (suppression.keywords) -> (our event name, action).
+# Every SMS we send is marketing, so every inbound text is a reply to marketing: one that
+# is not a keyword may still be a no in words we do not know ("Nå holder det"), so a
+# person reads it (SM-1, the stricter reading). Only an empty reply is just recorded.
 SMS_INTENTS: Final[dict[str, tuple[str, str]]] = {
     keywords.SMS_OPT_OUT: ("sms_opt_out", SUPPRESS),  # SM-1
     keywords.SMS_OPT_IN: ("sms_opt_in_request", RECORD),  # ALL-5
     keywords.SMS_HELP: ("sms_help", RECORD),
     keywords.SMS_REFUSAL: ("sms_refusal_text", REVIEW),
-    keywords.SMS_OTHER: ("sms_text", RECORD),
+    keywords.SMS_OTHER: ("sms_text", REVIEW),
+}
+# Why a text needs a person (the review item's kind; stable strings, in source_event).
+REVIEW_KINDS: Final[dict[str, str]] = {
+    keywords.SMS_REFUSAL: keywords.SMS_REFUSAL,  # wording that looks like a no
+    keywords.SMS_OTHER: "reply_text",  # any other reply
 }
 
 # Fields of Twilio's payloads that carry no personal data and may be stored (GD-4).
@@ -117,19 +125,38 @@ def _message_id(request: WebhookRequest) -> str:
     ).strip()[:80]
 
 
+def _media_count(request: WebhookRequest) -> int:
+    raw = request.get("NumMedia").strip()
+    return int(raw) if raw.isdecimal() and len(raw) < 4 else 0
+
+
+def _review_text(body: str, media: int) -> str:
+    """What the reviewer reads: the text, and a word about pictures we do not keep."""
+    if not media:
+        return body
+    note = f"[{media} attachment(s), not stored here: see the message at Twilio]"
+    return f"{body}\n{note}" if body.strip() else note
+
+
 def parse_inbound(request: WebhookRequest, received_at: datetime) -> list[Event]:
-    """An inbound SMS: a keyword opt-out (SM-1), a recorded START/HELP (ALL-5), a text
-    that looks like a no (review queue), or a text we only record."""
+    """An inbound SMS: a keyword opt-out (SM-1), a recorded START/HELP (ALL-5), or a
+    reply for a person in the review queue (any other text or picture: it may be a no)."""
     now = received_at
     sid = _message_id(request)
     if not sid:
         return []
     body = request.get("Body")
+    media = _media_count(request)
     opt_out_type = request.get("OptOutType").strip().upper()
+    review_kind = ""
     if opt_out_type in OPT_OUT_TYPES:
         name, action = OPT_OUT_TYPES[opt_out_type]
     else:
-        name, action = SMS_INTENTS[keywords.classify_sms(body)]
+        intent = keywords.classify_sms(body)
+        name, action = SMS_INTENTS[intent]
+        if intent == keywords.SMS_OTHER and not body.strip() and not media:
+            action = RECORD  # nothing was said
+        review_kind = REVIEW_KINDS.get(intent, "") if action == REVIEW else ""
     return [
         OptOutEvent(
             provider=PROVIDER,
@@ -140,8 +167,8 @@ def parse_inbound(request: WebhookRequest, received_at: datetime) -> list[Event]
             identity=_phone(request.get("From")),
             scope="sms",
             reason=UNSUBSCRIBE if action == SUPPRESS else "",
-            text=body if action == REVIEW else "",
-            review_kind=keywords.SMS_REFUSAL if action == REVIEW else "",
+            text=_review_text(body, media) if action == REVIEW else "",
+            review_kind=review_kind,
             evidence_ref=f"twilio:{sid}",
             raw=dict(request.form),
             stored=keep(request.form, _STORED_FIELDS),

@@ -22,7 +22,10 @@ Customer export (`outreach customers import FILE`):
 Alarm contacts (`--alarm-contacts FILE`): customer_id (kundenummer), name (navn: read
 only to check the row is one, never stored), phone (telefon, mobil), email (e-post;
 optional). Each row needs a valid phone or email. They become ledger exclusions
-(ALL-3), hashes only; never contacts.
+(ALL-3), hashes only; never contacts. A row that cannot be read refuses the whole list.
+
+Lengths are checked on each value as it is stored, after normalisation (`STORED_LENGTH`):
+a refused value refuses its row alone, never the batch it would have been written in.
 """
 
 from __future__ import annotations
@@ -93,6 +96,19 @@ STATUSES: Final = {
     "venter": "pending",
 }
 FROM_SALE: Final = frozenset({"sale", "salg", "purchase", "kjop", "kjøp"})
+# The widths of the columns each customer value is stored in (campaigns.schema:
+# customers, contacts, contact_sources), checked on the value after normalisation.
+STORED_LENGTH: Final = {
+    "customer_id": 80,
+    "first_name": 200,
+    "last_name": 200,
+    "email": 320,
+    "street": 300,
+    "postal_code": 10,
+    "city": 120,
+    "product_categories": 400,
+    "email_source": 80,
+}
 _CATEGORY_SPLIT = re.compile(r"\s*[,;|/]\s*")
 
 
@@ -107,7 +123,12 @@ def _columns(
         if ours is None:
             continue
         if ours in index:
-            raise FileRefused(file, f"duplicate_column: two columns map to {ours}")
+            # Refused, not one of them read: the other could be the one that holds the truth.
+            raise FileRefused(
+                file,
+                f"duplicate_column: row 1: columns {index[ours] + 1} and {i + 1} both map "
+                f"to {ours}",
+            )
         index[ours] = i
     missing = [f for f in required if f not in index]
     if missing:
@@ -159,26 +180,23 @@ class CustomerReader:
             return None
         bad: list[tuple[str, str]] = []
 
-        def cell(name: str, limit: int = 300) -> str:
+        def cell(name: str) -> str:
             i = self._index.get(name)
             text = values.clean(cells[i]) if i is not None else ""
             if "\x00" in text:
                 bad.append((name, "invalid_character"))
                 return ""
-            if len(text) > limit:
-                bad.append((name, values.TOO_LONG))
-                return ""
             return text
 
-        customer_id = cell("customer_id", 80)
+        customer_id = cell("customer_id")
         if not customer_id:
             bad.append(("customer_id", values.REQUIRED))
         elif customer_id in self._seen:
             bad.append(("customer_id", DUPLICATE_CUSTOMER_ID))
-        first, last = cell("first_name", 200), cell("last_name", 200)
-        street, city = cell("street"), cell("city", 120)
+        first, last = cell("first_name"), cell("last_name")
+        street, city = cell("street"), cell("city")
         email = phone = phone_type = None
-        if raw := cell("email", 400):
+        if raw := cell("email"):
             try:
                 email = normalise_email(raw)
             except InvalidIdentity:
@@ -207,11 +225,28 @@ class CustomerReader:
         categories = ",".join(
             sorted({c.casefold() for c in _CATEGORY_SPLIT.split(cell("product_categories")) if c})
         )
-        if len(categories) > 400:
-            bad.append(("product_categories", values.TOO_LONG))
-        source = cell("email_source", 80).casefold()
+        source = cell("email_source").casefold()
         if not source:
             bad.append(("email_source", values.REQUIRED))
+        stored = {
+            "customer_id": customer_id,
+            "first_name": first,
+            "last_name": last,
+            "email": email or "",
+            "street": street,
+            "postal_code": postal,
+            "city": city,
+            "product_categories": categories,
+            "email_source": source,
+        }
+        # Each value as it is stored: a limit checked before case folding lets 80 "ß"
+        # through as 160 characters, and the database refuses the whole batch.
+        refused = {f for f, _ in bad}
+        bad.extend(
+            (f, values.TOO_LONG)
+            for f, v in stored.items()
+            if len(v) > STORED_LENGTH[f] and f not in refused
+        )
         try:
             opt_out_offered = values.parse_flag(cell("opt_out_offered"))
         except ValueError as exc:
@@ -310,8 +345,9 @@ class AlarmContactReader:
         if not found and not bad:
             bad.append(RowError(row, labels.get("phone", "phone"), NO_PHONE_OR_EMAIL))
         errors.extend(bad)
-        # ALL-3: a valid identity is excluded even when the rest of its row is refused;
-        # the error is still reported, but an alarm contact is never let through.
+        # ALL-3: a valid identity is yielded even when the rest of its row is refused (an
+        # alarm contact is never let through); the error is reported, and the import
+        # refuses the whole list for it (campaigns.customers).
         previous = self._previous
         return [
             AlarmContact(

@@ -5,6 +5,7 @@ The fields, header aliases and reason codes are those of `campaigns.sources.part
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Final
@@ -40,6 +41,7 @@ from suppression.register import name_address_key
 
 _EVIDENCE: Final = ("consent_at", "channels", "wording_version", "captured_at", "company_named")
 _CACHE_LIMIT = 10_000  # distinct channel lists and company names remembered per file
+_SHOWN_HEADERS = 6  # headers named in a missing_column error
 
 
 class LeadReader:
@@ -68,10 +70,13 @@ class LeadReader:
         explicit = {header_key(k): v for k, v in fmt.columns.items()}
         index: dict[str, int] = {}
         self.labels: dict[str, str] = {}  # our field -> the partner's header (for errors)
+        unmatched: list[str] = []
         for i, name in enumerate(header):
             key = header_key(name)
             ours = explicit.get(key) or ALIASES.get(key)
             if ours is None or not key:
+                if key:
+                    unmatched.append(name)
                 continue  # a column we do not use is not read (data minimisation)
             if ours in index:
                 raise FileRefused(
@@ -84,10 +89,18 @@ class LeadReader:
         for name in FIELDS:
             self.labels.setdefault(name, name)
         if "email" not in index and "phone" not in index:
-            raise FileRefused(file, "missing_column: needs an email or a phone column")
+            raise FileRefused(
+                file,
+                "missing_column: needs an email or a phone column"
+                + _unmatched(header, unmatched, ("email", "phone")),
+            )
         missing = [f for f in _EVIDENCE if f not in index and not defaults.get(f)]
         if missing:
-            raise FileRefused(file, f"missing_column: no column for {', '.join(missing)} (ES-1)")
+            raise FileRefused(
+                file,
+                f"missing_column: no column for {', '.join(missing)} (ES-1)"
+                + _unmatched(header, unmatched, missing),
+            )
         self._header = [h.strip().lstrip("\ufeff") for h in header]
         # A field without a column reads its default (or "") from past the row's end:
         # `read` appends `_absent` to the cells, and the field's position counts from
@@ -301,3 +314,26 @@ class LeadReader:
                 multi,
             ),
         )
+
+
+def _unmatched(header: Sequence[str], unmatched: Sequence[str], wanted: Sequence[str]) -> str:
+    """The partner's headers that matched none of our fields, each with the expected
+    header closest to it among those of the `wanted` fields, for a missing_column error.
+    A first row that looks like data (an email address, a number) is not quoted: it is
+    personal data, and no error message carries any."""
+    if not unmatched:
+        return ""
+    if any("@" in cell or sum(c.isdigit() for c in cell) >= 5 for cell in header):
+        return "; the first row looks like data, not a header row"
+    expected = {alias: ours for alias, ours in ALIASES.items() if ours in wanted}
+    shown = []
+    for name in unmatched[:_SHOWN_HEADERS]:
+        label = name.strip().lstrip("\ufeff")[:40]
+        close = difflib.get_close_matches(header_key(name), expected, n=1, cutoff=0.6)
+        shown.append(f"{label!r} (closest: {close[0]!r})" if close else repr(label))
+    more = len(unmatched) - _SHOWN_HEADERS
+    return (
+        "; headers that matched nothing: "
+        + ", ".join(shown)
+        + (f" and {more} more" if more > 0 else "")
+    )

@@ -1,5 +1,7 @@
 """The partners file (TOML): who sends us leads, how their files look, where they arrive.
 
+The format, with a full example, is in docs/partners.md; in short:
+
     [partners.boligpartner]                 # the partner's name: a-z, 0-9, - and _
     display_name = "Boligpartner AS"        # shown in source notices (GD-1) and reports
     encoding = "windows-1252"               # optional: utf-8, windows-1252, utf-16; default detect
@@ -27,26 +29,57 @@
     # ... or, for the demo and tests, a local folder with inbox/, archive/ and errors/:
     # local_dir = "demo/partners/boligpartner"
 
-A wrong file stops with a ConfigurationError naming the partner and the key.
+The whole file is validated at once (pydantic, `PartnersFile`): a wrong file stops with
+a `PartnersFileInvalid` (a ConfigurationError) listing every error, each naming the
+partner and the key. `check_partners` then looks at what the file points to on disk
+(`outreach partners check`).
 """
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 from campaigns.sources.csvfile import encoding_name
 from campaigns.sources.partner import DEFAULTABLE, LeadFormat, OurField
 from suppression.errors import ConfigurationError
 
 SETTING = "OUTREACH_PARTNERS_FILE"
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+PartnerName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 _DELIMITERS = {";": ";", ",": ",", "\t": "\t", "tab": "\t", "\\t": "\t"}
+# A date_formats entry must read back the instant it writes, to the second, minute,
+# hour or day: a format without the year, or with %I and no %p, reads another time.
+_SAMPLE = datetime(2024, 1, 31, 13, 45, 56, tzinfo=UTC)
+_SAMPLE_READS = {
+    _SAMPLE.replace(tzinfo=None),
+    _SAMPLE.replace(second=0, tzinfo=None),
+    _SAMPLE.replace(minute=0, second=0, tzinfo=None),
+    _SAMPLE.replace(hour=0, minute=0, second=0, tzinfo=None),
+}
+
+
+class PartnersFileInvalid(ConfigurationError):
+    """The partners file has errors; `problems` names each one's partner and key."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        count = f"{len(problems)} errors: " if len(problems) > 1 else ""
+        super().__init__(SETTING, f"{path}: {count}{'; '.join(problems)}")
+        self.path = path
+        self.problems = tuple(problems)
 
 
 class SftpConfig(BaseModel):
@@ -94,8 +127,22 @@ class PartnerConfig(BaseModel):
     @classmethod
     def _date_formats(cls, value: list[str]) -> list[str]:
         for fmt in value:
-            if "%" not in fmt:
-                raise ValueError(f"{fmt!r} is not a strptime format (like %d.%m.%Y %H:%M)")
+            try:
+                read = datetime.strptime(_SAMPLE.strftime(fmt), fmt)
+            except ValueError:
+                read = None
+            if read is None or read.replace(tzinfo=None) not in _SAMPLE_READS:
+                raise ValueError(
+                    f"{fmt!r} is not a strptime format of a day, month and year "
+                    "(like %d.%m.%Y %H:%M)"
+                )
+        return value
+
+    @field_validator("local_dir")
+    @classmethod
+    def _local_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not str(value).strip(". /"):
+            raise ValueError("must name a folder (inbox/, archive/ and errors/ are made in it)")
         return value
 
     @field_validator("defaults")
@@ -109,7 +156,7 @@ class PartnerConfig(BaseModel):
     @model_validator(mode="after")
     def _one_inbox(self) -> PartnerConfig:
         if self.sftp is not None and self.local_dir is not None:
-            raise ValueError("give either sftp or local_dir, not both")
+            raise ValueError("keys 'sftp' and 'local_dir': give either sftp or local_dir, not both")
         return self
 
     @property
@@ -135,43 +182,82 @@ def load_partners(path: Path) -> dict[str, PartnerConfig]:
     return parse_partners(text, path)
 
 
+class PartnersFile(BaseModel):
+    """The whole partners file: `[partners.NAME]` tables and nothing else."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partners: dict[PartnerName, PartnerConfig] = Field(default_factory=dict)
+
+
 def parse_partners(text: str, path: Path) -> dict[str, PartnerConfig]:
-    """The partners file's text; `path` names it in errors and anchors relative paths."""
+    """The partners file's text; `path` names it in errors and anchors relative paths.
+    PartnersFileInvalid lists every error of the file, not only the first."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(SETTING, f"{path}: not valid TOML: {exc}") from None
-    unknown = [key for key in document if key != "partners"]
-    if unknown:
-        raise ConfigurationError(
-            SETTING, f"{path}: unknown key {unknown[0]!r} (only [partners.NAME])"
-        )
-    partners = document.get("partners", {})
-    if not isinstance(partners, dict):
-        raise ConfigurationError(SETTING, f"{path}: partners must be a table of [partners.NAME]")
-    return {name: _partner(path, name, body) for name, body in partners.items()}
-
-
-def _partner(path: Path, name: str, body: Any) -> PartnerConfig:
-    if not _NAME.fullmatch(name):
-        raise ConfigurationError(
-            SETTING, f"{path}: partner {name!r}: the name must be a-z, 0-9, - and _ (max 64)"
-        )
-    if not isinstance(body, Mapping):
-        raise ConfigurationError(SETTING, f"{path}: partner {name!r} must be a table")
-    if "name" in body:
-        raise ConfigurationError(SETTING, f"{path}: partner {name!r}, key 'name': not allowed")
+    problems: list[str] = []
+    partners = document.get("partners")
+    if isinstance(partners, dict):
+        named: dict[str, Any] = {}
+        for name, body in partners.items():
+            if isinstance(body, Mapping):
+                if "name" in body:
+                    problems.append(
+                        f"partner {name!r}, key 'name': not allowed (the name is the table's)"
+                    )
+                body = {**body, "name": name}
+            named[name] = body
+        document = {**document, "partners": named}
     try:
-        partner = PartnerConfig.model_validate({**body, "name": name})
+        found = PartnersFile.model_validate(document).partners
     except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"]) or "?"
-        reason = "is required" if error["type"] == "missing" else error["msg"]
-        reason = reason.removeprefix("Value error, ")
-        raise ConfigurationError(
-            SETTING, f"{path}: partner {name!r}, key {key!r}: {reason}"
-        ) from None
-    return _resolved(partner, path.parent)
+        problems += [_problem(error) for error in exc.errors()]
+        found = {}
+    if problems:
+        raise PartnersFileInvalid(path, problems)
+    return {name: _resolved(partner, path.parent) for name, partner in found.items()}
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One pydantic error as "partner 'x', key 'y': reason"."""
+    loc = [str(part) for part in error["loc"]]
+    reason = "is required" if error["type"] == "missing" else error["msg"]
+    reason = reason.removeprefix("Value error, ")
+    if loc[0] != "partners":
+        return f"unknown key {loc[0]!r} (only [partners.NAME])"
+    if len(loc) == 1:
+        return "partners must be a table of [partners.NAME]"
+    name, key = loc[1], ".".join(loc[2:])
+    if key == "[key]":
+        return f"partner {name!r}: the name must be a-z, 0-9, - and _ (max 64)"
+    if not key and error["type"] == "model_type":
+        return f"partner {name!r} must be a table"
+    if not key:
+        return f"partner {name!r}, {reason}"
+    if error["type"] == "extra_forbidden":
+        reason = "not a key of the partners file (docs/partners.md)"
+    return f"partner {name!r}, key {key!r}: {reason}"
+
+
+def check_partners(partners: Mapping[str, PartnerConfig]) -> list[str]:
+    """What the partners file points to, looked at on disk: each local_dir is a folder,
+    each SFTP key and known_hosts file exists. A local_dir with a typo would otherwise
+    be made empty at the first poll and polled for ever."""
+    problems: list[str] = []
+    for p in partners.values():
+        if p.local_dir is not None and not p.local_dir.is_dir():
+            what = "is not a folder" if p.local_dir.exists() else "does not exist"
+            problems.append(f"partner {p.name!r}, key 'local_dir': {p.local_dir} {what}")
+        if p.sftp is not None:
+            for key, file in (
+                ("sftp.private_key", p.sftp.private_key),
+                ("sftp.known_hosts", p.sftp.known_hosts),
+            ):
+                if not file.is_file():
+                    problems.append(f"partner {p.name!r}, key {key!r}: {file}: no such file")
+    return problems
 
 
 def _resolved(partner: PartnerConfig, base: Path) -> PartnerConfig:

@@ -30,6 +30,7 @@ from tests.conftest import ORG_NAME, ORG_NUMBER, SECRET, Cli
 from tests.factories import add_person
 from worker import actors, settings
 from worker.context import Context
+from worker.output import EXIT_INPUT_REFUSED, EXIT_REFUSED
 
 # The call list is built, handed out and called on a working morning (TP-5); the register
 # snapshot must be fresh then, in the same calendar month (TP-2).
@@ -226,7 +227,7 @@ def test_the_export_refuses_without_a_fresh_register_snapshot(
 
     result = cli("calllist", "export", str(campaign_id), "--out", str(out))
 
-    assert result.exit_code == 2
+    assert result.exit_code == EXIT_REFUSED
     assert "TP-2" in result.output and not out.exists()
 
 
@@ -241,7 +242,7 @@ def test_the_export_refuses_a_hidden_or_mobile_caller_id(
 
     result = cli("calllist", "export", str(campaign_id), "--out", str(out))
 
-    assert result.exit_code == 2
+    assert result.exit_code == EXIT_REFUSED
     assert "TP-6" in result.output and not out.exists()
 
 
@@ -311,7 +312,7 @@ def test_bad_outcome_rows_are_reported_by_row_and_field_and_good_rows_are_kept(
 
     result = cli("calllist", "outcomes", str(path), "--json")
 
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_INPUT_REFUSED
     report = json.loads(result.output[: result.output.rindex("}") + 1])
     assert report["recorded"] == 2
     assert sorted((e["row"], e["field"]) for e in report["errors"]) == [

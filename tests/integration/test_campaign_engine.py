@@ -16,6 +16,7 @@ from campaigns import launch as launch_mod
 from campaigns import report as report_mod
 from campaigns.campaign_schema import batches, campaigns, recipients
 from campaigns.channels.outbox import OutboxChannel
+from campaigns.messages import render_messages
 from campaigns.templates import TemplateRefused
 from suppression.identity import email_identity
 from suppression.keys import Hasher
@@ -128,7 +129,62 @@ def test_preview_counts_decisions_and_changes_nothing(
     assert summary.audience == len(ids)
     assert summary.by_decision[("send", "ES-1")] == 4
     assert summary.by_decision[("excluded:channel_opt_out", "ALL-2")] == 1
-    assert summary.samples["excluded:channel_opt_out"][0]["name"] == "Ola1 Nordmann"
+    assert summary.samples["ALL-2"][0]["name"] == "Ola1 Nordmann"
+
+
+def test_gd1_the_source_notice_names_the_partner_by_its_display_name(ctx: Context) -> None:
+    with ctx.engine.begin() as conn:
+        add_person(conn, ctx.hasher, 1, partner="boligpartner")
+    campaign_id = _create(ctx.engine)
+    with ctx.engine.begin() as conn:
+        launch_mod.launch(conn, ctx.hasher, ctx.policy, campaign_id, now=LAUNCH)
+    with ctx.engine.connect() as conn:
+        (rid,) = conn.execute(
+            select(recipients.c.id).where(recipients.c.campaign_id == campaign_id)
+        ).scalars()
+        (message,) = render_messages(
+            conn,
+            ctx.hasher,
+            ctx.policy,
+            ctx.settings.public_url,
+            campaign_mod.get(conn, campaign_id),
+            [rid],
+            partner_names={"boligpartner": "Boligpartner AS"},
+        )
+    assert "Vi fikk kontaktinformasjonen din fra Boligpartner AS." in message.body
+    assert "fra boligpartner" not in message.body
+
+
+def test_gd1_a_sent_message_names_the_partner_as_the_partners_file_does(
+    store_url: str, tmp_path: Path, worker: dramatiq.Worker
+) -> None:
+    partners_file = tmp_path / "partners.toml"
+    partners_file.write_text(
+        '[partners.boligpartner]\ndisplay_name = "Boligpartner AS"\n', encoding="utf-8"
+    )
+    context = Context(
+        settings.load(
+            DATABASE_URL=store_url,
+            OUTREACH_SECRET_KEY=SECRET,
+            OUTREACH_ORGANISATION_NAME=ORG_NAME,
+            OUTREACH_ORGANISATION_NUMBER=ORG_NUMBER,
+            OUTREACH_OUTBOX_DIR=str(tmp_path / "outbox"),
+            OUTREACH_PARTNERS_FILE=str(partners_file),
+            OUTREACH_DEMO_NOW=LAUNCH.isoformat(),
+        )
+    )
+    actors.configure(context)
+    try:
+        with context.engine.begin() as conn:
+            add_person(conn, context.hasher, 1, partner="boligpartner")
+        campaign_id = _create(context.engine)
+        _launch(context, campaign_id)
+        actors.broker.join("sends")
+        worker.join()
+        (message,) = OutboxChannel(Path(context.settings.outbox_dir), "email").messages(campaign_id)
+        assert "Vi fikk kontaktinformasjonen din fra Boligpartner AS." in message["body"]
+    finally:
+        context.engine.dispose()
 
 
 def test_a_campaign_sends_once_to_each_eligible_recipient(

@@ -9,6 +9,7 @@ from campaigns.schema import contacts
 from suppression.keys import Hasher
 from tests.clock import UTC_NOW
 from tests.conftest import Cli
+from worker.output import EXIT_CONFIGURATION
 
 pytestmark = pytest.mark.integration
 
@@ -92,12 +93,12 @@ def test_a_missing_secret_key_names_the_variable(cli: Cli) -> None:
     del cli.env["OUTREACH_SECRET_KEY"]
     cli.env["OUTREACH_SECRET_KEY"] = ""
     result = cli("suppress", "check", "--email", "ola@example.com")
-    assert result.exit_code == 2
+    assert result.exit_code == EXIT_CONFIGURATION
     assert "OUTREACH_SECRET_KEY" in result.output
 
 
 def test_a_malformed_database_url_names_the_variable(cli: Cli) -> None:
     cli.env["DATABASE_URL"] = "mysql://nope"
     result = cli("suppress", "check", "--email", "ola@example.com")
-    assert result.exit_code == 2
+    assert result.exit_code == EXIT_CONFIGURATION
     assert "DATABASE_URL" in result.output

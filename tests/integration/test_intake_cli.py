@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests import partner_files
+from tests import clock, partner_files
 from tests.conftest import Cli
 from tests.partner_files import CONSENT_AT, person
 
 pytestmark = pytest.mark.integration
+# Exit codes (worker.cli): a setting missing or wrong; a file refused.
+CONFIGURATION = 3
+INPUT_REFUSED = 5
 
 
 @pytest.fixture
@@ -94,15 +97,75 @@ def test_leads_import_uses_the_partners_column_mapping(
     assert (result["accepted"], result["refused"]) == (1, 0)
 
 
-def test_a_file_refused_whole_exits_1_and_says_why(
+def test_a_file_refused_whole_exits_5_and_says_why(
     cli: Cli, partners_file: Path, tmp_path: Path
 ) -> None:
     path = tmp_path / "notes.csv"
     path.write_text("Fornavn\nÅse\n")
     result = cli("leads", "import", str(path), "--partner", "boligpartner")
-    assert result.exit_code == 1
+    assert result.exit_code == INPUT_REFUSED
     said = " ".join(result.output.split())  # rich wraps lines at the terminal's width
-    assert "missing_column" in said and "nothing imported" in said
+    assert "notes.csv: missing_column" in said and "nothing imported" in said
+    assert "Traceback" not in result.output
+
+
+def test_leads_import_json_lists_the_refused_rows_and_the_report_path(
+    cli: Cli, partners_file: Path, tmp_path: Path
+) -> None:
+    path = partner_files.write(tmp_path / "leads.csv", ROWS)
+    report = tmp_path / "report.csv"
+    args = ("leads", "import", str(path), "--partner", "boligpartner")
+    result = cli(*args, "--report", str(report), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["refused_rows"] == [{"row": 4, "field": "Mobil", "reason": "invalid_phone"}]
+    assert summary["report"] == str(report) and report.exists()
+    assert json.loads(cli(*args, "--json").stdout)["report"] is None
+
+
+def test_a_repeated_import_says_when_and_as_which_import_it_was_done(
+    cli: Cli, partners_file: Path, tmp_path: Path
+) -> None:
+    path = partner_files.write(tmp_path / "leads.csv", ROWS)
+    args = ("leads", "import", str(path), "--partner", "boligpartner")
+    first = json.loads(cli(*args, "--json").stdout)
+    again = json.loads(cli(*args, "--json").stdout)
+    day = clock.NOW.astimezone(clock.OSLO).date().isoformat()
+    said = (
+        f"already imported on {day} as import {first['import_id']} (same content); nothing changed"
+    )
+    assert (again["status"], again["note"]) == ("already_imported", said)
+    human = cli(*args)
+    assert human.exit_code == 0
+    assert said in " ".join(human.output.split())
+
+
+def test_a_file_in_two_encodings_is_refused_and_imports_with_the_encoding_given(
+    cli: Cli, partners_file: Path, tmp_path: Path
+) -> None:
+    # person 1's row in UTF-8, person 2's (æøå in the names) pasted in from Windows-1252
+    utf8 = partner_files.render([person(1)], "sheets")
+    cp1252 = partner_files.render([person(2)], "sheets").decode().split("\n", 1)[1]
+    path = tmp_path / "leads.csv"
+    path.write_bytes(utf8 + cp1252.encode("cp1252"))
+    args = ("leads", "import", str(path), "--partner", "boligpartner")
+    refused = cli(*args)
+    assert refused.exit_code == INPUT_REFUSED
+    assert "mixed_encoding: line 3 (byte offset" in " ".join(refused.output.split())
+    imported = json.loads(cli(*args, "--encoding", "windows-1252", "--json").stdout)
+    assert (imported["status"], imported["accepted"]) == ("imported", 2)
+    again = json.loads(cli(*args, "--encoding", "windows-1252", "--json").stdout)
+    assert again["status"] == "already_imported"
+    assert cli(*args).exit_code == INPUT_REFUSED  # as detected: still two encodings
+
+
+def test_an_encoding_we_do_not_read_is_a_usage_error(
+    cli: Cli, partners_file: Path, tmp_path: Path
+) -> None:
+    path = partner_files.write(tmp_path / "leads.csv", ROWS)
+    result = cli("leads", "import", str(path), "--partner", "boligpartner", "--encoding", "ebcdic")
+    assert result.exit_code == 2
+    assert "unsupported encoding 'ebcdic'" in result.output
 
 
 def test_an_unknown_partner_stops_with_the_known_ones_named(
@@ -110,7 +173,7 @@ def test_an_unknown_partner_stops_with_the_known_ones_named(
 ) -> None:
     path = partner_files.write(tmp_path / "leads.csv", ROWS)
     result = cli("leads", "import", str(path), "--partner", "ukjent")
-    assert result.exit_code == 2
+    assert result.exit_code == CONFIGURATION
     said = " ".join(result.output.split())
     assert "no partner 'ukjent'" in said and "boligpartner, stromselskap" in said
 
@@ -120,7 +183,7 @@ def test_a_wrong_partners_file_stops_naming_the_partner_and_the_key(
 ) -> None:
     partners_file.write_text('[partners.boligpartner]\ndisplay_name = "B"\ndelimiter = "|"\n')
     result = cli("partners", "list")
-    assert result.exit_code == 2
+    assert result.exit_code == CONFIGURATION
     said = " ".join(result.output.split())
     assert "OUTREACH_PARTNERS_FILE" in said
     assert "partner 'boligpartner', key 'delimiter'" in said

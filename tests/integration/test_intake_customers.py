@@ -27,7 +27,9 @@ from suppression.policy import (
 )
 from suppression.schema import ledger_entries
 from tests import clock, partner_files
+from tests.conftest import Cli
 from tests.partner_files import e164, person
+from worker.output import EXIT_INPUT_REFUSED
 
 pytestmark = pytest.mark.integration
 NOW = clock.NOW  # the import's (and the policy's) moment
@@ -186,3 +188,113 @@ def test_a_refused_alarm_contacts_file_stores_nothing_of_either_file(
     assert outcome.alarm_contacts.status == REFUSED
     assert outcome.customers.status == NOT_IMPORTED
     assert count(engine, customers) == 0 and count(engine, ledger_entries) == 0
+
+
+def test_a_value_too_long_once_case_folded_refuses_its_row_alone_and_keeps_the_good_one(
+    engine: Engine, hasher: Hasher, tmp_path: Path
+) -> None:
+    # 80 "ß" fit the 80 characters of email_source as written, not once case-folded
+    # ("ss"): PostgreSQL refused the whole batch, Kari's row with it.
+    long_source = KARI.replace("K-1;", "K-2;").replace(";salg;", ";" + "ß" * 80 + ";")
+    long_source = long_source.replace("kari@", "kari2@").replace("912 34 567", "912 34 568")
+    path = tmp_path / "crm.csv"
+    path.write_bytes((CRM_HEADER + KARI + "\r\n" + long_source + "\r\n").encode("utf-8"))
+    outcome = import_customer_files(engine, hasher, path, now=NOW)
+    assert outcome.customers.status == IMPORTED
+    assert outcome.customers.errors == [RowError(3, "e-post_kilde", "too_long")]
+    assert (outcome.customers.accepted, outcome.customers_added) == (1, 1)
+    assert count(engine, customers) == 1
+
+
+def test_an_alarm_contact_row_with_a_field_missing_refuses_the_whole_list_all3(
+    engine: Engine, hasher: Hasher, tmp_path: Path
+) -> None:
+    crm = crm_file(tmp_path / "crm.csv", KARI)
+    first = alarm_file(tmp_path / "a1.csv", "K-1;Nabo;41234567;")
+    import_customer_files(engine, hasher, crm, first, now=NOW)
+    before = count(engine, ledger_entries)
+    # Row 3 lost its last field: read as it was, its phone would have become marketable.
+    second = alarm_file(
+        tmp_path / "a2.csv", "K-1;Nabo;41234567;", "K-1;Bror;41234568", "K-1;Søster;41234569;"
+    )
+    outcome = import_customer_files(engine, hasher, crm, second, now=NOW)
+    assert outcome.alarm_contacts is not None
+    assert outcome.alarm_contacts.status == REFUSED
+    assert outcome.alarm_contacts.errors[0].reason.startswith(
+        "bad_rows: 1 of its rows cannot be read, nothing imported and the previous alarm contacts "
+        "stay in force: row 3, row: wrong_field_count"
+    )
+    assert outcome.alarm_contacts.errors[1:] == [RowError(3, "row", "wrong_field_count")]
+    assert outcome.customers.status == NOT_IMPORTED
+    assert count(engine, ledger_entries) == before  # row 4 was not added either
+
+
+def alarm_rows(n: int) -> list[str]:
+    return [f"K-{i};Nabo {i};4123{i:04d};" for i in range(1, n + 1)]
+
+
+@pytest.mark.parametrize(("rows", "refused"), [(9, False), (8, True)])
+def test_an_alarm_list_shorter_than_the_last_by_more_than_a_tenth_is_refused_by_how_much(
+    engine: Engine, hasher: Hasher, tmp_path: Path, rows: int, refused: bool
+) -> None:
+    crm = crm_file(tmp_path / "crm.csv", KARI)
+    import_customer_files(
+        engine, hasher, crm, alarm_file(tmp_path / "a1.csv", *alarm_rows(10)), now=NOW
+    )
+    before = count(engine, ledger_entries)
+    # The last row is new: a shorter list may still hold contacts the last one did not.
+    shorter = alarm_file(tmp_path / "a2.csv", *alarm_rows(rows - 1), "K-99;Ny;41239999;")
+    outcome = import_customer_files(engine, hasher, crm, shorter, now=NOW)
+    assert outcome.alarm_contacts is not None
+    if not refused:  # 10 % fewer: the most the default allows
+        assert outcome.alarm_contacts.status == IMPORTED
+        assert count(engine, ledger_entries) == before + 1
+        return
+    assert outcome.alarm_contacts.status == REFUSED
+    assert outcome.alarm_contacts.errors[0].reason.startswith(
+        "shrink: the alarm contacts would shrink by 20.0% (from 10 rows at the last load to 8), "
+        "more than the 10% allowed (OUTREACH_ALARM_MAX_SHRINK); nothing imported and the "
+        "previous list stays in force"
+    )
+    assert outcome.customers.status == NOT_IMPORTED
+    assert count(engine, ledger_entries) == before
+
+
+def test_a_shrink_past_the_setting_is_refused_unless_allowed_and_the_refusal_says_how_much(
+    cli: Cli, engine: Engine, tmp_path: Path
+) -> None:
+    crm = crm_file(tmp_path / "crm.csv", KARI)
+    first = alarm_file(tmp_path / "a1.csv", *alarm_rows(10))
+    assert cli("customers", "import", str(crm), "--alarm-contacts", str(first)).exit_code == 0
+    before = count(engine, ledger_entries)
+    shorter = alarm_file(tmp_path / "a2.csv", *alarm_rows(7), "K-99;Ny;41239999;")
+    result = cli("customers", "import", str(crm), "--alarm-contacts", str(shorter))
+    assert result.exit_code == EXIT_INPUT_REFUSED
+    said = " ".join(result.output.split())
+    assert "would shrink by 20.0% (from 10 rows at the last load to 8)" in said
+    assert "more than the 10% allowed (OUTREACH_ALARM_MAX_SHRINK)" in said
+    assert "--allow-shrink" in said
+    assert count(engine, ledger_entries) == before
+    cli.env["OUTREACH_ALARM_MAX_SHRINK"] = "0.25"
+    result = cli("customers", "import", str(crm), "--alarm-contacts", str(shorter))
+    assert result.exit_code == 0, result.output
+    assert count(engine, ledger_entries) == before + 1  # the new one; none is ever lifted
+    cli.env.pop("OUTREACH_ALARM_MAX_SHRINK")
+    fewer = alarm_file(tmp_path / "a3.csv", *alarm_rows(2))
+    assert cli("customers", "import", str(crm), "--alarm-contacts", str(fewer)).exit_code == 5
+    allowed = cli("customers", "import", str(crm), "--alarm-contacts", str(fewer), "--allow-shrink")
+    assert allowed.exit_code == 0, allowed.output
+
+
+def test_a_customer_export_cut_inside_its_last_value_is_refused_whole(
+    engine: Engine, hasher: Hasher, tmp_path: Path
+) -> None:
+    # "ja" cut to "j" still reads as yes: only the missing line ending tells.
+    path = tmp_path / "crm.csv"
+    path.write_bytes((CRM_HEADER + KARI + "\r\n" + KARI.replace("K-1;", "K-2;")[:-1]).encode())
+    outcome = import_customer_files(engine, hasher, path, now=NOW)
+    assert outcome.customers.status == REFUSED
+    assert outcome.customers.errors[0].reason.startswith(
+        "truncated: row 3: the last line has no line ending"
+    )
+    assert count(engine, customers) == 0 and count(engine, contacts) == 0

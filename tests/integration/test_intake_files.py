@@ -4,6 +4,7 @@ Each test runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -187,7 +188,8 @@ def test_a_person_again_in_a_later_batch_joins_and_fills_the_contact_an_earlier_
 ) -> None:
     """Batches of two rows: on PostgreSQL the first batches are written by the writer
     thread while later ones are read, and a later batch's lookups must see them."""
-    rows = [person(1, Mobil=""), *(person(n) for n in range(2, 8)), person(1)]
+    # person 1 again at the end, with the phone and another consent (sms only)
+    rows = [person(1, Mobil=""), *(person(n) for n in range(2, 8)), person(1, Kanaler="sms")]
     path = partner_files.write(tmp_path / "a.csv", rows)
     with engine.begin() as conn:
         result = import_leads(
@@ -277,7 +279,9 @@ def test_a_file_that_breaks_after_thousands_of_stored_rows_leaves_nothing(
     path.write_bytes(broken)
     result = run(engine, hasher, policy_config, path)
     assert result.status == REFUSED
-    assert result.errors[0].reason.startswith("malformed_csv: row 25002")
+    assert result.errors[0].reason == (
+        "malformed_csv: line 25002: a field is longer than 131072 characters"
+    )
     for table in (imports, contacts, contact_sources, consent_records, import_errors):
         assert count(engine, table) == 0
 
@@ -306,3 +310,127 @@ def test_a_partner_lead_who_is_a_customer_is_one_contact_with_both_roles(
     assert row["phone"] == e164(1)  # filled from the lead; the CRM had none
     assert found.customer is not None and found.customer["customer_id"] == "K-1"
     assert sorted(s["source"] for s in found.sources) == ["crm", "partner:boligpartner"]
+
+
+@pytest.mark.parametrize("batch_size", [1, 20_000], ids=["a-batch-a-row", "one-batch"])
+def test_a_row_repeated_in_one_file_stores_one_source_and_one_consent(
+    engine: Engine, hasher: Hasher, policy_config: PolicyConfig, tmp_path: Path, batch_size: int
+) -> None:
+    """A batch a row: the repeat joins a contact an earlier batch wrote (the writer
+    thread's on PostgreSQL), and what that batch recorded is seen."""
+    path = partner_files.write(tmp_path / "a.csv", [person(1), person(2), person(1)])
+    with engine.begin() as conn:
+        result = import_leads(
+            conn, hasher, policy_config, "partner:a", LeadFormat(), path, csvfile.inspect(path),
+            filename=path.name, now=NOW, batch_size=batch_size,
+        )  # fmt: skip
+    assert (result.accepted, result.new_contacts, result.duplicates) == (3, 2, 1)
+    assert (count(engine, contacts), count(engine, contact_sources)) == (2, 2)
+    assert count(engine, consent_records) == 2
+
+
+@pytest.mark.parametrize("batch_size", [1, 20_000], ids=["a-batch-a-row", "one-batch"])
+def test_a_known_person_twice_in_a_file_gets_one_source_and_consent_from_it(
+    engine: Engine, hasher: Hasher, policy_config: PolicyConfig, tmp_path: Path, batch_size: int
+) -> None:
+    run(engine, hasher, policy_config, partner_files.write(tmp_path / "a.csv", [person(1)]), "a")
+    path = partner_files.write(tmp_path / "b.csv", [person(1), person(1)])
+    with engine.begin() as conn:
+        result = import_leads(
+            conn, hasher, policy_config, "partner:b", LeadFormat(), path, csvfile.inspect(path),
+            filename=path.name, now=NOW, batch_size=batch_size,
+        )  # fmt: skip
+    assert (result.accepted, result.merged) == (2, 2)
+    with engine.connect() as conn:
+        found = people.find(conn, hasher, phone_identity(e164(1)))
+    assert sorted(s["source"] for s in found.sources) == ["partner:a", "partner:b"]
+    assert sorted(c["source"] for c in found.consents) == ["partner:a", "partner:b"]
+
+
+def test_the_same_lead_with_two_consents_in_one_file_keeps_both_and_one_source(
+    engine: Engine, hasher: Hasher, policy_config: PolicyConfig, tmp_path: Path
+) -> None:
+    rows = [person(1), person(1, Kanaler="sms"), person(1, Kanaler="sms")]
+    result = run(engine, hasher, policy_config, partner_files.write(tmp_path / "a.csv", rows))
+    assert (result.accepted, result.duplicates) == (3, 2)
+    with engine.connect() as conn:
+        found = people.find(conn, hasher, phone_identity(e164(1)))
+    assert sorted(c["channels"] for c in found.consents) == ["email,sms", "sms"]
+    assert [s["source_ref"] for s in found.sources] == ["L-00001"]
+
+
+def test_a_file_with_a_header_and_no_rows_is_refused_whole(
+    engine: Engine, hasher: Hasher, policy_config: PolicyConfig, tmp_path: Path
+) -> None:
+    result = run(engine, hasher, policy_config, partner_files.write(tmp_path / "a.csv", []))
+    assert result.status == REFUSED
+    assert result.errors == [RowError(0, "file", "no_rows: the file has a header row and no rows")]
+    assert count(engine, imports) == 0
+
+
+def test_a_missing_column_names_the_headers_that_matched_nothing_and_the_closest_names(
+    engine: Engine, hasher: Hasher, policy_config: PolicyConfig, tmp_path: Path
+) -> None:
+    header = [
+        ("Samtykke tidspkt" if h == "Samtykke_tidspunkt" else h) for h in partner_files.HEADER
+    ]
+    rows = [
+        {("Samtykke tidspkt" if k == "Samtykke_tidspunkt" else k): v for k, v in person(1).items()}
+    ]
+    path = partner_files.write(
+        tmp_path / "a.csv", [*rows, {"Merknad": "x"}], header=[*header, "Merknad"]
+    )
+    result = run(engine, hasher, policy_config, path)
+    assert result.status == REFUSED
+    assert result.errors[0].reason == (
+        "missing_column: no column for consent_at (ES-1); headers that matched nothing: "
+        "'Samtykke tidspkt' (closest: 'samtykketidspunkt'), 'Merknad'"
+    )
+
+
+def test_a_file_read_as_detected_without_a_mapping_keeps_the_content_sha256_as_its_identity(
+    engine: Engine, hasher: Hasher, policy_config: PolicyConfig, tmp_path: Path
+) -> None:
+    path = partner_files.write(tmp_path / "a.csv", [person(1)])
+    result = run(engine, hasher, policy_config, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert result.sha256 == result.content_sha256 == digest
+    with engine.connect() as conn:
+        assert conn.execute(select(imports.c.sha256)).scalar_one() == digest
+
+
+def test_the_same_file_read_with_a_column_mapping_or_an_encoding_is_another_import(
+    engine: Engine, hasher: Hasher, policy_config: PolicyConfig, tmp_path: Path
+) -> None:
+    path = partner_files.write(tmp_path / "a.csv", [person(1)])
+    source = "partner:boligpartner"
+    mapped = LeadFormat(columns={"Skjema/URL": "captured_at"})
+
+    def again(fmt: LeadFormat, encoding: str | None = None) -> ImportResult:
+        return import_lead_file(
+            engine, hasher, policy_config, source, fmt, path, encoding=encoding, now=NOW
+        )
+
+    assert again(LeadFormat()).status == IMPORTED
+    assert again(mapped).status == IMPORTED
+    assert again(mapped).status == ALREADY_IMPORTED
+    assert again(LeadFormat(), "windows-1252").status == IMPORTED
+    assert again(LeadFormat(), "cp1252").status == ALREADY_IMPORTED  # the same encoding
+    results = [again(LeadFormat()), again(mapped)]
+    assert [r.status for r in results] == [ALREADY_IMPORTED, ALREADY_IMPORTED]
+    assert len({r.import_id for r in results}) == 2
+    assert {r.content_sha256 for r in results} == {hashlib.sha256(path.read_bytes()).hexdigest()}
+    assert count(engine, imports) == 3
+
+
+def test_a_repeated_import_says_when_it_was_imported_and_as_which_import(
+    engine: Engine, hasher: Hasher, policy_config: PolicyConfig, tmp_path: Path
+) -> None:
+    path = partner_files.write(tmp_path / "a.csv", [person(1)])
+    first = run(engine, hasher, policy_config, path)
+    again = run(engine, hasher, policy_config, path)
+    day = NOW.astimezone(clock.OSLO).date().isoformat()
+    note = f"already imported on {day} as import {first.import_id} (same content); nothing changed"
+    assert again.note == note
+    assert again.as_dict()["note"] == note
+    assert again.first_imported_at == NOW

@@ -175,14 +175,68 @@ BAD_FILES = {
     ),
     "wrong header": (
         "phone number;kind\n41234567;telefon\n",
-        "line 1, header: no column 'reservasjon'",
+        "missing_column: line 1, header: no column 'reservasjon'",
     ),
     "no identity column": ("postnummer;reservasjon\n0155;post\n", "line 1, header: needs a column"),
-    "empty": ("", "line 1, header: the file is empty"),
-    "header only": ("telefon;reservasjon\n", "no rows, nothing replaced"),
+    "empty": ("", "empty_file: the file is empty"),
+    "only blank lines": ("\r\n\r\n", "empty_file: the file is empty"),
+    "header only": ("telefon;reservasjon\n", "empty_file: a header and no rows, nothing replaced"),
     "undecodable bytes": (
         b"telefon;reservasjon\n41234567;telefon\n\x81\x8d;post\n",
-        "line 3: not UTF-8 or Windows-1252 text",
+        "not_text: line 3: not UTF-8 or Windows-1252 text",
+    ),
+    # A second `telefon` column was read instead of the first: the reserved number of
+    # the first column became callable.
+    "two telefon columns": (
+        "telefon;telefon;reservasjon\n41234567;41234599;telefon\n",
+        "duplicate_column: line 1, header: columns 1 and 2 are both 'telefon'",
+    ),
+    "telefon and phone": (
+        "telefon;reservasjon;phone\n41234567;telefon;41234599\n",
+        "duplicate_column: line 1, header: columns 1 and 3 are both 'phone'",
+    ),
+    "unknown column": (
+        "telefon;mobil;reservasjon\n41234567;41234599;telefon\n",
+        "unknown_column: line 1, header: column 2 'mobil' is not one of telefon, navn,",
+    ),
+    "unnamed column": (
+        "telefon;reservasjon;\n41234567;telefon;\n",
+        "unknown_column: line 1, header: column 3 (no name)",
+    ),
+    "cut inside the last row": (
+        "telefon;reservasjon\n41234567;telefon\n41234568;tele",
+        "truncated: line 3: the last line has no line ending",
+    ),
+    "cut inside a quoted field": (
+        'telefon;navn;adresse;reservasjon\n41234567;;;telefon\n;"Kari Nordmann";"Storg',
+        "truncated: line 3:",
+    ),
+    "quote left open": (
+        'telefon;navn;adresse;reservasjon\n41234567;"Kari;;telefon\n41234568;;;begge\n',
+        "unbalanced_quote: line 2: a quote opened there never closes",
+    ),
+    "quote not doubled": (
+        'telefon;navn;adresse;reservasjon\n41234567;"Kari" N;;telefon\n',
+        "unbalanced_quote: line 2: a quote inside a quoted field is not doubled",
+    ),
+    "quoted line break": (
+        'telefon;navn;adresse;reservasjon\n41234567;;"Storgata 1\n0155 Oslo";telefon\n',
+        "unbalanced_quote: line 2: a quoted field holds a line break",
+    ),
+    "utf-8 and windows-1252 in one file": (
+        "navn;adresse;reservasjon\nBjørn Ås;Storgata 1;post\n".encode()
+        + "Kåre Ødegård;Storgata 2;post\n".encode("cp1252"),
+        "mixed_encoding: line 3",
+    ),
+    "utf-16 without its byte order mark": (
+        "telefon;reservasjon\n41234567;telefon\n".encode("utf-16-le"),
+        "not_text: the file looks like UTF-16 (little-endian) without its byte order mark",
+    ),
+    "binary": (bytes(range(256)) * 4, "not_text: line 1 holds binary data"),
+    "a workbook": (b"PK\x03\x04" + bytes(range(256)), "not_text: the file is a ZIP archive"),
+    "a control character": (
+        "telefon;reservasjon\n41234567;telefon\n41234568\x1b;post\n",
+        "not_text: line 3 holds a control character",
     ),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from datetime import timedelta
@@ -11,6 +12,7 @@ import pytest
 
 from tests.clock import TODAY
 from tests.conftest import Cli
+from worker.output import EXIT_INPUT_REFUSED
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +49,7 @@ def test_register_load_without_json_says_what_it_loaded(cli: Cli, tmp_path: Path
     assert "2 keys" in result.output
 
 
-def test_a_bad_register_file_exits_2_naming_the_line_and_field_and_keeps_the_old_one(
+def test_a_bad_register_file_exits_5_naming_the_line_and_field_and_keeps_the_old_one(
     cli: Cli, tmp_path: Path
 ) -> None:
     good = tmp_path / "good.csv"
@@ -56,7 +58,7 @@ def test_a_bad_register_file_exits_2_naming_the_line_and_field_and_keeps_the_old
     bad = tmp_path / "bad.csv"
     bad.write_text("telefon;reservasjon\n41234569;telefon\n41234570;kanskje\n", encoding="utf-8")
     result = cli("register", "load", str(bad), "--date", SECOND)
-    assert result.exit_code == 2
+    assert result.exit_code == EXIT_INPUT_REFUSED
     assert "line 3, reservasjon" in result.output
     assert "41234570" not in result.output
     status = json.loads(cli("register", "status", "--json").output)
@@ -69,3 +71,32 @@ def test_register_load_needs_a_valid_date(cli: Cli, tmp_path: Path) -> None:
     result = cli("register", "load", str(path), "--date", "2. mars")
     assert result.exit_code == 2
     assert "--date" in result.output
+
+
+def test_a_field_over_the_csv_limit_is_refused_naming_the_file_and_line_not_a_traceback(
+    cli: Cli, tmp_path: Path
+) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text(GOOD, encoding="utf-8")
+    assert cli("register", "load", str(good), "--date", FIRST).exit_code == 0
+    huge = tmp_path / "huge.csv"
+    field = "4" * (csv.field_size_limit() + 1)
+    huge.write_text(f"telefon;reservasjon\n41234569;telefon\n{field};telefon\n", encoding="utf-8")
+    result = cli("register", "load", str(huge), "--date", SECOND)
+    assert result.exit_code == EXIT_INPUT_REFUSED
+    said = " ".join(result.output.split())
+    assert f"{huge}: malformed_csv: line 3: a field is longer than" in said
+    assert "Traceback" not in result.output and field not in result.output
+    assert json.loads(cli("register", "status", "--json").output)["snapshot_date"] == FIRST
+
+
+def test_a_second_telefon_column_refuses_the_file_naming_the_column(
+    cli: Cli, tmp_path: Path
+) -> None:
+    path = tmp_path / "register.csv"
+    path.write_text("telefon;reservasjon;telefon\n41234567;telefon;41234599\n", encoding="utf-8")
+    result = cli("register", "load", str(path), "--date", SECOND)
+    assert result.exit_code == EXIT_INPUT_REFUSED
+    said = " ".join(result.output.split())
+    assert "duplicate_column: line 1, header: columns 1 and 3 are both 'telefon'" in said
+    assert json.loads(cli("register", "status", "--json").output) is None

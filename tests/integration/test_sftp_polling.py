@@ -15,7 +15,14 @@ from sqlalchemy import Engine, func, select
 
 from campaigns.importresult import ALREADY_IMPORTED, IMPORTED
 from campaigns.intake import import_lead_file
-from campaigns.polling import ARCHIVED, REJECTED, PollResult, poll, poll_partner
+from campaigns.polling import (
+    ARCHIVED,
+    INCOMPLETE_GRACE,
+    REJECTED,
+    PollResult,
+    poll,
+    poll_partner,
+)
 from campaigns.schema import consent_records, contacts, imports, sftp_observations
 from campaigns.sources.partners_config import PartnerConfig, SftpConfig
 from suppression.keys import Hasher
@@ -243,6 +250,62 @@ def test_a_file_refused_whole_goes_to_the_errors_folder_with_its_report(
     assert report_rows(root / "errors" / "notes.csv.errors.csv") == [
         ("0", "file", "missing_column: needs an email or a phone column")
     ]
+    assert count(engine, imports) == 0
+
+
+def cut_in_its_last_row(rows: list[dict[str, str]]) -> tuple[bytes, bytes]:
+    """(the whole file, the file cut in the middle of its last row's third field)."""
+    data = partner_files.render(rows)
+    last = data.rindex(b"\r\n", 0, len(data) - 2) + 2
+    cut = data.index(b";", data.index(b";", last) + 1) + 3
+    return data, data[:cut]
+
+
+def test_a_file_that_ends_inside_a_row_waits_then_is_refused_once_it_stood_still_long_enough(
+    poller: Poller, root: Path, engine: Engine
+) -> None:
+    _, cut = cut_in_its_last_row(ROWS)
+    (root / "inbox" / "leads.csv").write_bytes(cut)
+    assert poller().waiting == ["leads.csv"]  # first seen
+    paused = poller()  # stood still one poll: taken, but it ends inside a row
+    assert (paused.files, paused.waiting) == ([], ["leads.csv"])
+    reason = "truncated: line 5: the file ends inside a row (3 of 13 fields and no line ending)"
+    assert paused.incomplete == {"leads.csv": reason}
+    assert (root / "inbox" / "leads.csv").exists() and not list((root / "errors").iterdir())
+    poller.clock.advance(INCOMPLETE_GRACE)
+    refused = poller()
+    assert [f.outcome for f in refused.files] == [REJECTED]
+    assert report_rows(root / "errors" / "leads.csv.errors.csv") == [("0", "file", reason)]
+    assert (root / "errors" / "leads.csv").exists() and not (root / "inbox" / "leads.csv").exists()
+    assert count(engine, imports) == 0 and count(engine, sftp_observations) == 0
+
+
+def test_an_upload_that_paused_inside_a_row_is_imported_whole_when_the_rest_arrives(
+    poller: Poller, root: Path, engine: Engine
+) -> None:
+    whole, cut = cut_in_its_last_row(ROWS)
+    path = root / "inbox" / "leads.csv"
+    path.write_bytes(cut)
+    poller()
+    assert list(poller().incomplete) == ["leads.csv"]
+    path.write_bytes(whole)  # the upload went on
+    assert poller().waiting == ["leads.csv"]
+    taken = poller()
+    assert [f.outcome for f in taken.files] == [ARCHIVED]
+    assert taken.files[0].result is not None
+    assert (taken.files[0].result.rows, taken.files[0].result.accepted) == (4, 2)
+    assert count(engine, imports) == 1
+
+
+def test_a_file_with_a_done_marker_that_ends_inside_a_row_is_refused_at_once(
+    poller: Poller, root: Path, engine: Engine
+) -> None:
+    _, cut = cut_in_its_last_row(ROWS)
+    (root / "inbox" / "leads.csv").write_bytes(cut)
+    (root / "inbox" / "leads.csv.done").touch()
+    result = poller()
+    assert [f.outcome for f in result.files] == [REJECTED]
+    assert report_rows(root / "errors" / "leads.csv.errors.csv")[0][2].startswith("truncated:")
     assert count(engine, imports) == 0
 
 

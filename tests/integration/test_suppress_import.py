@@ -1,6 +1,7 @@
 """`outreach suppress import` on both stores: plain lists, CSV with an identity column, and
 Mailchimp's unsubscribed / cleaned exports. Bad lines are reported by line number with the
-reason and good lines are kept; importing the same file again changes nothing."""
+reason and good lines are kept; importing the same file again changes nothing; a file that
+cannot be read whole is refused whole (exit 5) and adds nothing."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 from suppression.schema import ledger_entries
 from tests.conftest import Cli
 from worker import db
+from worker.output import EXIT_INPUT_REFUSED
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +40,7 @@ def ledger_rows(store_url: str) -> list[Any]:
     with engine.connect() as conn:
         rows = conn.execute(select(ledger_entries).order_by(ledger_entries.c.id)).all()
     engine.dispose()
-    return rows
+    return list(rows)
 
 
 PLAIN = """# customers who wrote to customer service
@@ -179,14 +181,18 @@ def test_a_mailchimp_cleaned_export_keeps_the_clean_time(
     assert suppressed(cli, "--email", "bounce@example.no", channel="email")
 
 
-def test_a_file_that_is_not_a_mailchimp_export_is_refused_at_line_1(
-    cli: Cli, tmp_path: Path
+def test_a_file_that_is_not_a_mailchimp_export_is_refused_whole_naming_the_column(
+    cli: Cli, tmp_path: Path, store_url: str
 ) -> None:
     path = tmp_path / "list.csv"
     path.write_text("E-post\nola@example.com\n", encoding="utf-8")
-    summary = run_import(cli, path, "--format", "mailchimp", "--reason", "unsubscribe")
-    assert summary["added"] == 0
-    assert [(r["line"], r["field"]) for r in summary["refused"]] == [(1, "Email Address")]
+    result = cli(
+        "suppress", "import", str(path), "--format", "mailchimp", "--reason", "unsubscribe"
+    )
+    assert result.exit_code == EXIT_INPUT_REFUSED
+    said = " ".join(result.output.split())
+    assert f"{path}: missing_column: line 1, header: not a Mailchimp export" in said
+    assert ledger_rows(store_url) == []
 
 
 @pytest.mark.parametrize(
@@ -212,17 +218,63 @@ def test_importing_the_same_file_again_changes_nothing(
     assert ledger_rows(store_url) == rows
 
 
-def test_an_undecodable_file_is_refused_with_its_line_and_nothing_is_added(
+def test_an_undecodable_file_is_refused_whole_with_its_line_and_nothing_is_added(
     cli: Cli, tmp_path: Path, store_url: str
 ) -> None:
     path = tmp_path / "broken.txt"
     path.write_bytes(b"ola@example.com\nkari@example.com\n\x81\x8d@example.com\n")
-    summary = run_import(cli, path, "--reason", "unsubscribe")
-    assert summary["added"] == 0
-    assert summary["refused"] == [
-        {"line": 3, "field": "file", "reason": "not UTF-8 or Windows-1252 text"}
-    ]
+    result = cli("suppress", "import", str(path), "--reason", "unsubscribe", "--json")
+    assert result.exit_code == EXIT_INPUT_REFUSED
+    said = " ".join(result.output.split())
+    assert f"{path}: not_text: line 3: not UTF-8 or Windows-1252 text" in said
     assert ledger_rows(store_url) == []
+
+
+FILES_REFUSED_WHOLE = {
+    "cut inside the last line": (b"ola@example.com\nkari@example.c", "truncated: line 2"),
+    "utf-8 and windows-1252": (
+        "bjørn@example.no\n".encode() + "kåre@example.no\n".encode("cp1252"),
+        "mixed_encoding: line 2",
+    ),
+    "utf-16 without its byte order mark": (
+        "ola@example.com\nkari@example.com\n".encode("utf-16-le"),
+        "not_text: the file looks like UTF-16 (little-endian) without its byte order mark",
+    ),
+    "binary": (bytes(range(256)) * 4, "not_text: line 1 holds binary data"),
+    "empty": (b"", "empty_file: the file is empty"),
+    "only comments": (b"# nothing yet\n\n", "empty_file: no line with an email or a phone"),
+    "header only": (b"Navn;E-post\n", "empty_file: a header and no rows"),
+    "e-post twice": (
+        b"E-post;Navn;E-post\nola@example.com;Ola;kari@example.com\n",
+        "duplicate_column: line 1, header: columns 1 and 3 are both 'E-post'",
+    ),
+    "quote left open": (
+        b'Navn;E-post\n"Ola;ola@example.com\nKari;kari@example.com\n',
+        "unbalanced_quote: line 2",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"), FILES_REFUSED_WHOLE.values(), ids=FILES_REFUSED_WHOLE.keys()
+)
+def test_a_list_that_cannot_be_read_whole_is_refused_whole_and_adds_nothing(
+    cli: Cli, tmp_path: Path, store_url: str, content: bytes, message: str
+) -> None:
+    path = tmp_path / "opt-outs.csv"
+    path.write_bytes(content)
+    result = cli("suppress", "import", str(path), "--reason", "unsubscribe")
+    assert result.exit_code == EXIT_INPUT_REFUSED, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert ledger_rows(store_url) == []
+
+
+def test_a_list_with_a_utf_16_byte_order_mark_is_read(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "liste.txt"
+    path.write_bytes("Navn\tE-post\r\nBjørn Ås\tbjorn.as@example.no\r\n".encode("utf-16"))
+    summary = run_import(cli, path, "--reason", "unsubscribe")
+    assert (summary["added"], summary["refused"]) == (1, [])
 
 
 def test_a_windows_1252_list_is_read(cli: Cli, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from suppression.identity import email_identity, phone_identity
 from suppression.keys import Hasher
 from suppression.ledger import Ledger
 from suppression.schema import ledger_entries
-from tests.browser.live_server import LiveServer, make_context
+from tests.browser.live_server import PUBLIC_URL, LiveServer, make_context
 from tests.clock import NOW
 from tests.conftest import ORG_NAME, SECRET
 from worker import db
@@ -244,6 +244,47 @@ def test_pages_carry_no_cookies_and_are_kept_out_of_caches(
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["referrer-policy"] == "no-referrer"
     assert "<script" not in response.text
+
+
+# Anyone can send any Host header; a redirect built from it would send the person to
+# another site from our own link.
+FORGED_HOST = {"host": "evil.example", "x-forwarded-host": "evil.example"}
+
+
+def test_the_link_with_a_slash_added_redirects_to_the_public_url_whatever_the_host_header(
+    site: Site, client: httpx.Client
+) -> None:
+    token = site.token()
+    response = client.get(f"{site.url}/u/{token}/?lang=en", headers=FORGED_HOST)
+    assert response.status_code == 307
+    assert response.headers["location"] == f"{PUBLIC_URL}/u/{token}?lang=en"
+    assert site.count() == 0
+
+
+def test_one_click_to_the_link_with_a_slash_added_is_answered_never_redirected(
+    site: Site, client: httpx.Client
+) -> None:
+    token = site.token()
+    response = client.post(
+        f"{site.url}/u/{token}/", content=ONE_CLICK, headers={**FORM, **FORGED_HOST}
+    )
+    assert response.status_code == 200
+    assert "location" not in response.headers
+    (entry,) = site.entries()
+    assert (entry["scope"], entry["reason"]) == ("email", "unsubscribe")
+
+
+@pytest.mark.parametrize("path", ["/healthz/", "/u/{token}//"])
+def test_every_redirect_of_the_app_goes_to_the_public_url(
+    site: Site, client: httpx.Client, path: str
+) -> None:
+    for method in ("GET", "POST"):
+        response = client.request(
+            method, site.url + path.format(token=site.token()), headers=FORGED_HOST
+        )
+        assert response.status_code == 307
+        assert response.headers["location"].startswith(PUBLIC_URL + "/")
+        assert "evil" not in response.headers["location"]
 
 
 def test_healthz_answers_when_the_database_is_there(site: Site, client: httpx.Client) -> None:

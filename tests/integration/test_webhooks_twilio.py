@@ -172,8 +172,41 @@ def test_sm1_a_longer_refusal_goes_to_the_review_queue_not_the_ledger(twilio: Tw
     assert item["key_hash"] == twilio.hasher.digest("phone", PERSON)
 
 
-def test_an_ordinary_reply_is_only_recorded(twilio: Twilio) -> None:
-    assert _is_empty_twiml(twilio.sms("Hva koster alarmen?"))
+@pytest.mark.parametrize("text", ["S T O P", "STØPP", "st0p", "Stpo", "🛑", "⛔"])
+def test_sm1_a_keyword_in_the_spellings_people_send_is_an_sms_opt_out(
+    twilio: Twilio, text: str
+) -> None:
+    assert _is_empty_twiml(twilio.sms(text))
+    (entry,) = twilio.rows(ledger_entries)
+    assert (entry["scope"], entry["reason"], entry["source"]) == ("sms", "unsubscribe", "twilio")
+    assert twilio.sms_suppressed()
+    assert twilio.rows(review_items) == []
+
+
+@pytest.mark.parametrize("text", ["Hva koster alarmen?", "SHOP", "Nå holder det 😡"])
+def test_any_other_reply_to_a_marketing_sms_goes_to_the_review_queue(
+    twilio: Twilio, text: str
+) -> None:
+    assert _is_empty_twiml(twilio.sms(text))
+    assert twilio.rows(ledger_entries) == []
+    (item,) = twilio.rows(review_items)
+    assert item["text"] == text
+    assert str(item["source_event"]).startswith("reply_text:twilio:")
+    assert item["key_hash"] == twilio.hasher.digest("phone", PERSON)
+    (event,) = twilio.rows(inbound_events)
+    assert (event["name"], event["outcome"]) == ("sms_text", "review")
+
+
+def test_a_picture_without_words_goes_to_the_review_queue_without_the_picture(
+    twilio: Twilio,
+) -> None:
+    assert _is_empty_twiml(twilio.sms("", NumMedia="1", MediaContentType0="image/jpeg"))
+    (item,) = twilio.rows(review_items)
+    assert "1 attachment(s)" in str(item["text"])
+
+
+def test_an_empty_reply_is_only_recorded(twilio: Twilio) -> None:
+    assert _is_empty_twiml(twilio.sms("  "))
     assert twilio.rows(ledger_entries) == [] and twilio.rows(review_items) == []
     assert len(twilio.rows(inbound_events)) == 1
 
