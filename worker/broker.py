@@ -27,6 +27,7 @@ MAINTENANCE_CHANCE = 50_000  # out of dramatiq's 1,000,000
 SEND_QUEUE = "sends"
 INTAKE_QUEUE = "intake"
 IDLE_POLL_MS = 50
+PING_TIMEOUT_S = 5
 
 
 class _RedisBroker(RedisBroker):
@@ -58,3 +59,17 @@ def make_broker(redis_url: str | None) -> dramatiq.Broker:
 
 def is_embedded(broker: dramatiq.Broker) -> bool:
     return isinstance(broker, StubBroker)
+
+
+def ping(redis_url: str) -> None:
+    """Redis answers at `redis_url`, or redis.ConnectionError / TimeoutError (the CLI's
+    exit code 4): what a process checks before it starts to depend on it."""
+    import redis
+
+    client = redis.Redis.from_url(
+        redis_url, socket_connect_timeout=PING_TIMEOUT_S, socket_timeout=PING_TIMEOUT_S
+    )
+    try:
+        client.ping()
+    finally:
+        client.close()

@@ -1,16 +1,51 @@
-"""Printing for the CLI: rich tables on a terminal, `--json` for tools."""
+"""Printing for the CLI: rich tables on a terminal, `--json` for tools, and exit codes.
+
+The exit codes are a contract (docs/cli.md): an error never exits with the code of an
+answer. `console` and `err_console` become rich Consoles at their first use, so that
+importing a command module does not import rich.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+# docs/cli.md: the table of these codes.
+EXIT_OK: Final = 0  # done; or the positive answer of a question (suppress check: contactable)
+EXIT_NO: Final = 1  # the negative answer of a question (suppress check: suppressed)
+EXIT_USAGE: Final = 2  # click's own: a missing or malformed option or argument
+EXIT_CONFIGURATION: Final = 3  # a setting is missing or wrong (ConfigurationError)
+EXIT_UNAVAILABLE: Final = 4  # the database, Redis or another service cannot be used
+EXIT_INPUT_REFUSED: Final = 5  # a file or rows of it were refused (FileRefused, row errors)
+EXIT_REFUSED: Final = 6  # the operation was refused (a rule, a state, no such thing)
+EXIT_INTERNAL: Final = 70  # an unexpected error: a bug, or a crashed process (sysexits)
+EXIT_INTERRUPTED: Final = 130  # Ctrl-C (128 + SIGINT)
+
+
+class _LazyConsole:
+    """Stands for a rich Console, made at its first use (rich takes a while to import)."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._made: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or "_stderr" not in self.__dict__:
+            raise AttributeError(name)
+        if self._made is None:
+            from rich.console import Console
+
+            self._made = Console(stderr=self._stderr)
+        return getattr(self._made, name)
+
+
+console = cast("Console", _LazyConsole(stderr=False))
+err_console = cast("Console", _LazyConsole(stderr=True))
 
 
 def _default(value: Any) -> Any:
@@ -27,6 +62,15 @@ def emit_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, default=_default, ensure_ascii=False, indent=2) + "\n")
 
 
-def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+def error_line(message: str) -> None:
+    """One line on stderr: `error: <message>` (never wrapped, never a traceback)."""
+    import click
+
+    text = " ".join(message.split())
+    click.echo(f"{click.style('error:', fg='red', bold=True)} {text}", err=True)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Stop the command with one line on stderr and an exit code of the table above."""
+    error_line(message)
     raise SystemExit(code)

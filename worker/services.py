@@ -122,6 +122,16 @@ def _mailchimp_gate(ctx: Context) -> Gate | None:
     return hold
 
 
+def partner_names(ctx: Context) -> dict[str, str]:
+    """GD-1: each partner's display name by key, from the partners file ({} without one:
+    the source notice then names the partner by its key)."""
+    from campaigns.sources.partners_config import load_partners
+
+    if not ctx.settings.partners_file.exists():
+        return {}
+    return {key: p.display_name for key, p in load_partners(ctx.settings.partners_file).items()}
+
+
 def sender(ctx: Context, throttle: Throttle | None = None) -> Sender:
     return Sender(
         ctx.engine,
@@ -131,4 +141,5 @@ def sender(ctx: Context, throttle: Throttle | None = None) -> Sender:
         ctx.settings.public_url,
         now=ctx.clock,
         throttle=throttle,
+        partner_names=partner_names(ctx),
     )

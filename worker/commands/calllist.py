@@ -8,7 +8,7 @@ from campaigns import calllist as calllist_mod
 from campaigns import filetraces
 from worker.commands import json_option
 from worker.context import Context
-from worker.output import console, emit_json, err_console
+from worker.output import EXIT_INPUT_REFUSED, console, emit_json, err_console
 
 
 @click.group()
@@ -55,7 +55,7 @@ def outcomes(file: Path, as_json: bool) -> None:
     """Read the call centre's results (reference; outcome in reached, no_answer, objection,
     reservert, wrong_number; optional note, time). An objection or "reservert" is in the
     ledger when this returns (TP-7); importing the same file again changes nothing. Bad
-    rows are listed by row, field and reason (exit 1); good rows are kept."""
+    rows are listed by row, field and reason (exit 5); good rows are kept."""
     ctx = Context.load()
 
     result = calllist_mod.import_outcomes(ctx.engine, ctx.hasher, file, ctx.clock())
@@ -71,4 +71,4 @@ def outcomes(file: Path, as_json: bool) -> None:
             for e in items:
                 err_console.print(f"{kind}: row {e.row}, {e.field}: {e.reason}", highlight=False)
     if result.errors:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_INPUT_REFUSED)

@@ -144,6 +144,17 @@ def create(
         console.print(f"campaign {camp.id} created ({camp.channel}, purpose {camp.purpose}): draft")
 
 
+def _samples_by_rule(summary: launch_mod.Summary) -> dict[str, list[dict[str, Any]]]:
+    """The preview's samples by rule id, as the counts are, each naming its decision (one
+    rule decides both ways: ES-1 sends with consent and excludes without)."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for key, found in summary.samples.items():
+        for sample in found:
+            # Keyed by rule, samples name their decision; keyed by decision, the key does.
+            grouped.setdefault(sample["rule"], []).append({"decision": key, **sample})
+    return grouped
+
+
 def _print_summary(title: str, summary: launch_mod.Summary) -> None:
     from rich.table import Table
 
@@ -152,9 +163,12 @@ def _print_summary(title: str, summary: launch_mod.Summary) -> None:
     table.add_column("rule")
     table.add_column("count", justify="right")
     table.add_column("samples")
+    by_rule = _samples_by_rule(summary)
     for (decision, rule), n in sorted(summary.by_decision.items(), key=lambda kv: -kv[1]):
         samples = ", ".join(
-            f"{s['name']} ({s['postal_code'] or '-'})" for s in summary.samples.get(decision, [])
+            f"{s['name']} ({s['postal_code'] or '-'})"
+            for s in by_rule.get(rule, [])
+            if s["decision"] == decision
         )
         table.add_row(decision, rule, str(n), samples)
     console.print(table)
@@ -174,7 +188,7 @@ def preview(campaign_id: int, as_json: bool) -> None:
         summary = launch_mod.preview(conn, ctx.hasher, ctx.policy, campaign_id, now=ctx.clock())
         conn.rollback()
     if as_json:
-        emit_json(summary.as_dict())
+        emit_json({**summary.as_dict(), "samples": _samples_by_rule(summary)})
     else:
         _print_summary(f"preview of campaign {campaign_id}", summary)
 
@@ -321,5 +335,9 @@ def report(campaign_id: int, html_file: Path | None, as_json: bool) -> None:
             + ", ".join(f"{r['rule']} {r['count']}" for r in rep.stopped_at_send)
         )
     console.print("funnel: " + " -> ".join(f"{label} {n}" for label, n in rep.funnel()))
+    console.print(
+        f"review queue: {rep.review_open} open from this campaign's recipients"
+        + (" (replies that may be a no: `outreach review list`)" if rep.review_open else "")
+    )
     if html_file is not None:
         console.print(f"HTML report written to {html_file}")

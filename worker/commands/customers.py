@@ -11,7 +11,7 @@ from campaigns.customers import import_customer_files
 from campaigns.importresult import ALREADY_IMPORTED, REFUSED, ImportResult
 from worker.commands import json_option
 from worker.context import Context
-from worker.output import console, emit_json
+from worker.output import EXIT_INPUT_REFUSED, console, emit_json
 
 SHOWN_ERRORS = 20
 
@@ -29,14 +29,30 @@ def customers() -> None:
     default=None,
     help="The alarm contacts export: stored as ledger exclusions (hashes only), never as contacts.",
 )
+@click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="Load alarm contacts even when there are fewer than at the last load by more than "
+    "OUTREACH_ALARM_MAX_SHRINK (default 10 %).",
+)
 @json_option
-def import_(file: Path, alarm_contacts: Path | None, as_json: bool) -> None:
+def import_(file: Path, alarm_contacts: Path | None, allow_shrink: bool, as_json: bool) -> None:
     """Import the CRM's customer export (and alarm contacts) in one transaction.
 
-    Column headers: see campaigns/sources/crm.py.
+    Column headers: see campaigns/sources/crm.py. The alarm contacts are a block list
+    (ALL-3): any row that cannot be read, or a list shorter than the last by more than
+    OUTREACH_ALARM_MAX_SHRINK, refuses both files (exit 5) and the previous list stays.
     """
     ctx = Context.load()
-    outcome = import_customer_files(ctx.engine, ctx.hasher, file, alarm_contacts, now=ctx.clock())
+    outcome = import_customer_files(
+        ctx.engine,
+        ctx.hasher,
+        file,
+        alarm_contacts,
+        now=ctx.clock(),
+        max_shrink=ctx.settings.alarm_max_shrink,
+        allow_shrink=allow_shrink,
+    )
     results = [outcome.customers, *([outcome.alarm_contacts] if outcome.alarm_contacts else [])]
     if as_json:
         payload = outcome.as_dict()
@@ -51,7 +67,7 @@ def import_(file: Path, alarm_contacts: Path | None, as_json: bool) -> None:
         if outcome.alarm_contacts is not None:
             _print(outcome.alarm_contacts, f"{outcome.exclusions_added} new exclusions (ALL-3)")
     if any(r.status == REFUSED for r in results):
-        raise SystemExit(1)
+        raise SystemExit(EXIT_INPUT_REFUSED)
 
 
 def _print(result: ImportResult, what: str) -> None:

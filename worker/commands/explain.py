@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from campaigns import archives, erasure, filetraces, people
+from campaigns import archives, erasure, filetraces, people, rejected
 from campaigns.sources.partners_config import load_partners
 from suppression.errors import ConfigurationError
 from suppression.policy import CHANNELS, decide
@@ -63,15 +63,15 @@ def _erase_files(
     ctx: Context, targets: people.FileTargets
 ) -> list[filetraces.FileTrace | archives.ArchiveTrace]:
     """ALL-4 / GD-5 outside the store: the outbox, the call lists we exported, the
-    partner files in the archives. Each file says what was done to it."""
-    if targets.contact_id is None:
-        return []
+    partner files in the archives and in the errors folders. Each file says what was
+    done to it."""
     now = ctx.clock()
     done: list[filetraces.FileTrace | archives.ArchiveTrace] = []
-    with ctx.engine.begin() as conn:
-        done += filetraces.erase(
-            conn, ctx.hasher, targets.contact_id, Path(ctx.settings.outbox_dir), now=now
-        )
+    if targets.contact_id is not None:
+        with ctx.engine.begin() as conn:
+            done += filetraces.erase(
+                conn, ctx.hasher, targets.contact_id, Path(ctx.settings.outbox_dir), now=now
+            )
     try:
         partners = load_partners(ctx.settings.partners_file)
     except ConfigurationError:
@@ -79,16 +79,18 @@ def _erase_files(
         # file of a partner not configured is reported `failed`, naming the partner).
         partners = {}
     matches = archives.Matches(ctx.hasher, targets.identities)
-    done += archives.erase(
-        ctx.engine, partners, targets.import_ids, matches, policy=ctx.policy, now=now
-    )
+    if targets.contact_id is not None:
+        done += archives.erase(
+            ctx.engine, partners, targets.import_ids, matches, policy=ctx.policy, now=now
+        )
+    # Files refused whole were never imported: a person with no contact may be in one.
+    done += rejected.erase_rejected(partners, matches)
     return done
 
 
 def _file_line(f: filetraces.FileTrace | archives.ArchiveTrace) -> str:
     where = f.path if isinstance(f, filetraces.FileTrace) else f"{f.partner}: {f.file}"
-    kind = f.kind if isinstance(f, filetraces.FileTrace) else "archive"
-    line = f"{kind} {where}: {f.action}"
+    line = f"{f.kind} {where}: {f.action}"
     if f.rows_removed:
         line += f" ({f.rows_removed} removed)"
     return line + (f" ({f.reason})" if f.reason else "")
@@ -192,6 +194,10 @@ def explain(
     }
     if campaign_part is not None:
         payload["campaign"] = campaign_part
+    from campaigns.explain import utc_times
+
+    # One form of every time on every store: ISO 8601 in UTC, with its offset.
+    payload = utc_times(payload)
     if as_json:
         emit_json(payload)
         return

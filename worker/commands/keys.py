@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from worker.commands import json_option
 from worker.context import Context
-from worker.output import console, emit_json, fail
+from worker.output import EXIT_CONFIGURATION, EXIT_REFUSED, console, emit_json, fail
 
 
 @click.group("keys")
@@ -31,8 +31,8 @@ def generate() -> None:
 @keys.command("status")
 @json_option
 def status(as_json: bool) -> None:
-    """The configured key ids and the rows stored under each, per table. Exits 1 when
-    rows are held under a key id that no configured key has."""
+    """The configured key ids and the rows stored under each, per table. Exits 3 (a
+    setting to fix) when rows are held under a key id that no configured key has."""
     from campaigns import keyring
 
     ctx = Context.load()
@@ -59,7 +59,7 @@ def status(as_json: bool) -> None:
                 "configured[/]: put it back in OUTREACH_PREVIOUS_SECRET_KEYS"
             )
     if found.unknown:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_CONFIGURATION)
 
 
 @keys.command("rekey")
@@ -123,7 +123,7 @@ def retire(key_id: str, as_json: bool) -> None:
         with ctx.engine.begin() as conn:
             dropped = keyring.retire(conn, ctx.hasher, key_id)
     except keyring.KeyRetireRefused as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=EXIT_REFUSED)
     if as_json:
         emit_json({"retired": key_id, "dropped": dropped})
         return

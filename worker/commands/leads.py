@@ -5,17 +5,22 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from campaigns.importresult import ALREADY_IMPORTED, REFUSED, ImportResult, error_report
 from campaigns.intake import import_lead_file
 from campaigns.retention import mark_notice_sent, notice_due, purge_expired_leads
+from campaigns.sources.csvfile import encoding_name
 from campaigns.sources.partners_config import load_partners, partner
+from suppression.errors import FileRefused
 from worker.commands import json_option
 from worker.context import Context
 from worker.output import console, emit_json
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 SHOWN_ERRORS = 20
 
@@ -36,12 +41,27 @@ def leads() -> None:
     default=None,
     help="Also write the error report (CSV: row, field, reason) to this file.",
 )
+@click.option(
+    "--encoding",
+    default=None,
+    help="The file's encoding (utf-8, windows-1252, utf-16), instead of the partner's or "
+    "the one detected: for a file refused for its encoding.",
+)
 @json_option
-def import_(file: Path, partner_name: str, report: Path | None, as_json: bool) -> None:
+def import_(
+    file: Path, partner_name: str, report: Path | None, encoding: str | None, as_json: bool
+) -> None:
     """Import a partner lead file: every accepted row or nothing; refused rows are listed.
 
-    The same content from the same partner imports once, whatever the file is called.
+    The same content from the same partner, read with the same encoding and column
+    mapping, imports once, whatever the file is called. A file refused whole (not text,
+    two encodings, cut short, no rows, a column missing) stores nothing.
     """
+    if encoding is not None:
+        try:
+            encoding_name(encoding)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--encoding") from None
     ctx = Context.load()
     config = partner(load_partners(ctx.settings.partners_file), partner_name)
     show_progress = not as_json and sys.stdout.isatty()
@@ -60,13 +80,15 @@ def import_(file: Path, partner_name: str, report: Path | None, as_json: bool) -
             config.source,
             config.lead_format,
             file,
-            encoding=config.encoding,
+            encoding=encoding or config.encoding,
             delimiter=config.delimiter,
             now=ctx.clock(),
             progress=advance if progress is not None else None,
         )
 
     if show_progress:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
         columns = (
             *Progress.get_default_columns()[:1],
             BarColumn(),
@@ -80,25 +102,31 @@ def import_(file: Path, partner_name: str, report: Path | None, as_json: bool) -
     if report is not None:
         report.write_bytes(error_report(result.errors))
     if as_json:
-        emit_json({**result.as_dict(), "errors": [asdict(e) for e in result.errors]})
-    else:
+        emit_json(
+            {
+                **result.as_dict(),
+                "errors": [asdict(e) for e in result.errors],
+                "refused_rows": [asdict(e) for e in result.refused_rows],
+                "report": str(report) if report is not None else None,
+            }
+        )
+    elif result.status != REFUSED:
         _print(result)
+        if report is not None:
+            console.print(f"error report: {report}", highlight=False)
     if result.status == REFUSED:
-        raise SystemExit(1)
+        # The command's failure: worker.cli says it and gives the exit code of a refused file.
+        raise FileRefused(result.filename, f"{result.errors[0].reason}; nothing imported")
 
 
 def _print(result: ImportResult) -> None:
-    if result.status == REFUSED:
-        console.print(
-            f"[red]refused:[/] {result.filename}: {result.errors[0].reason}; nothing imported",
-            highlight=False,
-        )
-        return
     if result.status == ALREADY_IMPORTED:
-        console.print(
-            f"{result.filename}: already imported (as {result.first_filename}); nothing changed",
-            highlight=False,
+        first = (
+            f" (first as {result.first_filename})"
+            if result.first_filename != result.filename
+            else ""
         )
+        console.print(f"{result.filename}: {result.note}{first}", highlight=False)
     console.print(
         f"{result.filename}: {result.rows} rows, {result.accepted} accepted "
         f"({result.new_contacts} new contacts, {result.merged} merged into known contacts, "

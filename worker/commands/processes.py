@@ -1,15 +1,38 @@
+"""`outreach worker` and `outreach clock`: the long-running processes besides the web."""
+
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import click
 
 from worker.context import Context
-from worker.output import console
+from worker.output import EXIT_INTERNAL, EXIT_OK, EXIT_UNAVAILABLE, console
 
 PREFETCH = 2  # messages (batches) a worker process holds; what a SIGKILL can delay
+
+
+def _reachable(ctx: Context) -> None:
+    """The store (migrated, every key configured) and Redis answer now: a process that
+    cannot work stops at its start with the CLI's exit code and one line, instead of
+    logging the same failure forever."""
+    from worker.broker import ping
+
+    _ = ctx.engine
+    if ctx.settings.redis_url:
+        ping(ctx.settings.redis_url)
+
+
+def _dramatiq_exit(code: int) -> int:
+    """dramatiq's exit codes in the CLI's table (docs/cli.md): its 1 is not an answer."""
+    from dramatiq import cli as dramatiq_cli
+
+    if code == dramatiq_cli.RET_OK:
+        return EXIT_OK
+    if code == dramatiq_cli.RET_CONNECT:
+        return EXIT_UNAVAILABLE
+    return EXIT_INTERNAL
 
 
 @click.command("worker")
@@ -28,29 +51,32 @@ PREFETCH = 2  # messages (batches) a worker process holds; what a SIGKILL can de
 def worker(processes: int | None, threads: int | None) -> None:
     """Run the dramatiq workers that send batches (Procfile: worker).
 
-    With REDIS_URL: `dramatiq worker.actors`, two batches prefetched per process so that
-    a killed worker holds little (two batches come back after its heartbeat times out)
-    while the process never idles between batches; SIGTERM lets in-flight batches
-    finish and returns the rest to the queue. Without REDIS_URL (one machine): an in-process worker that
-    also reconciles, until SIGTERM or Ctrl-C.
+    With REDIS_URL: dramatiq's worker over `worker.actors`, two batches prefetched per
+    process so that a killed worker holds little (two batches come back after its
+    heartbeat times out) while the process never idles between batches; SIGTERM lets
+    in-flight batches finish and returns the rest to the queue. Without REDIS_URL (one
+    machine): an in-process worker that also reconciles, until SIGTERM or Ctrl-C.
     """
     ctx = Context.load()
     p = processes or ctx.settings.worker_processes
     t = threads or ctx.settings.worker_threads
     if ctx.settings.redis_url:
         # benchmarks/pipeline.py: prefetch 1 gave 7,730 recipients/s, 2 gave 11,564/s.
-        env = {**os.environ, "dramatiq_queue_prefetch": str(PREFETCH)}
-        args = [
-            sys.executable,
-            "-m",
-            "dramatiq",
-            "worker.actors",
-            "--processes",
-            str(p),
-            "--threads",
-            str(t),
-        ]
-        os.execvpe(sys.executable, args, env)
+        # dramatiq reads it when it is imported: before anything here imports it.
+        os.environ["dramatiq_queue_prefetch"] = str(PREFETCH)  # noqa: SIM112 (dramatiq's name)
+    _reachable(ctx)
+    if ctx.settings.redis_url:
+        from dramatiq import cli as dramatiq_cli
+
+        # Nothing of this process's store goes into the forked worker processes.
+        ctx.close()
+        # dramatiq's command line, in this process: its main process logs through this
+        # process's logging (worker.logs, JSON), not a basicConfig of its own; the worker
+        # processes it forks set theirs up when they import worker.actors.
+        args = dramatiq_cli.make_argument_parser().parse_args(  # type: ignore[no-untyped-call]
+            ["worker.actors", "--processes", str(p), "--threads", str(t), "--skip-logging"]
+        )
+        raise SystemExit(_dramatiq_exit(dramatiq_cli.main(args)))  # type: ignore[no-untyped-call]
     import dramatiq
 
     from worker import actors
@@ -77,4 +103,5 @@ def clock() -> None:
     from worker import clock as clock_mod
 
     ctx = Context.load()
+    _reachable(ctx)
     clock_mod.run(ctx)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-import uvicorn
 
 from worker.context import Context
 
@@ -28,7 +27,16 @@ WORKER_HEALTHCHECK_SECONDS = 60
 )
 def serve(host: str, port: int, workers: int, access_log: bool) -> None:
     """Serve the unsubscribe pages and the Twilio and Mailchimp webhooks (uvicorn)."""
-    settings = Context.load().settings  # a missing setting stops here, named, not per worker
+    import uvicorn
+
+    from worker import logs
+
+    # A missing setting, a store that cannot be reached or is not migrated, or a key it
+    # needs stops here, with one line and the CLI's exit code, not in every worker.
+    ctx = Context.load()
+    _ = ctx.engine
+    ctx.close()
+    settings = ctx.settings
     uvicorn.run(
         "worker.web:app_from_environment",
         factory=True,
@@ -37,6 +45,9 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
         workers=workers,
         access_log=access_log,
         log_level=settings.log_level.lower(),
+        # uvicorn's loggers through worker.logs' handler (JSON, redacted), in its worker
+        # processes too: it applies this dictConfig in each.
+        log_config=logs.dict_config(settings.log_level),
         server_header=False,
         # uvicorn kills a worker that does not answer its supervisor's ping within this
         # many seconds (default 5): on a loaded machine a worker importing the app took

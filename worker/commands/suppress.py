@@ -5,10 +5,9 @@ from pathlib import Path
 import click
 
 from suppression.ledger import REASONS, SCOPES, Ledger, entry_rows, event_id
-from suppression.lists import parse_mailchimp, parse_plain
 from worker.commands import identity_from, identity_options, json_option
 from worker.context import Context
-from worker.output import console, emit_json
+from worker.output import EXIT_NO, console, emit_json
 
 channel_option = click.option(
     "--channel",
@@ -82,9 +81,13 @@ def import_(
 ) -> None:
     """Import a list: one email or phone per line, a CSV with such a column, or Mailchimp's
     unsubscribed/cleaned export. Bad lines are reported; good lines are kept."""
+    from suppression.lists import parse_mailchimp, parse_plain
+
     # A Mailchimp unsubscribe or bounce is about email (EM-4); a plain list is a no to all.
     channel = channel or ("email" if fmt == "mailchimp" else "all")
-    items, errors = (parse_mailchimp if fmt == "mailchimp" else parse_plain)(file.read_bytes())
+    # A file that cannot be read whole raises FileRefused (exit 5): nothing of it is kept.
+    parse = parse_mailchimp if fmt == "mailchimp" else parse_plain
+    items, errors = parse(file.read_bytes(), name=str(file))
     ctx = Context.load()
     source_name = source or f"import:{file.name}"
     rows: list[dict[str, object]] = []
@@ -145,8 +148,8 @@ def check(email: str | None, phone: str | None, channel: str | None, as_json: bo
     else:
         if suppressed:
             reasons = sorted({f"{e.reason} ({e.scope})" for b in blocking.values() for e in b})
-            console.print(f"suppressed: {', '.join(reasons)}")
+            click.echo(f"suppressed: {', '.join(reasons)}")
         else:
-            console.print("contactable: no suppression in the ledger")
+            click.echo("contactable: no suppression in the ledger")
     if suppressed:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_NO)

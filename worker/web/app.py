@@ -2,7 +2,9 @@
 
 Handlers are thin: they read the request, call `campaigns.optouts`, and render. The
 app sets no cookies anywhere, keeps pages out of caches and search engines, and
-answers 503 (never 200) when the database cannot store what was asked.
+answers 503 (never 200) when the database cannot store what was asked. Every absolute
+URL it answers with is built from OUTREACH_PUBLIC_URL, never from the request's Host
+header (which anyone can forge, making our link a redirect to their site).
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import anyio.to_thread
 from babel.support import Translations
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker import db
@@ -117,6 +121,28 @@ class Web:
         return response
 
 
+def public_url(web: Web, path: str, query: str = "") -> str:
+    """An absolute URL of this app: OUTREACH_PUBLIC_URL, then `path` (the route's path)."""
+    url = web.ctx.settings.public_url.rstrip("/") + quote(path, safe="/:@!$&'()*+,;=-._~")
+    return f"{url}?{query}" if query else url
+
+
+def _slash_redirect(request: Request) -> Response | None:
+    """Starlette's redirect to the same path with or without its trailing slash, but to
+    the public URL: Starlette builds it from the Host header."""
+    path = request.scope["path"]
+    root = request.scope.get("root_path", "")
+    if path in ("/", root, root + "/"):
+        return None
+    other = path.rstrip("/") if path.endswith("/") else path + "/"
+    scope = {**request.scope, "path": other}
+    if not any(route.matches(scope)[0] is not Match.NONE for route in request.app.router.routes):
+        return None
+    route_path = other[len(root) :] if root and other.startswith(root + "/") else other
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return RedirectResponse(public_url(web_of(request), route_path, query), 307)
+
+
 def web_of(request: Request) -> Web:
     web: Web = request.app.state.web
     return web
@@ -166,6 +192,7 @@ def create_app(ctx: Context) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        redirect_slashes=False,  # `_slash_redirect` instead, to the public URL
     )
     translations = {lang: i18n.compile_catalog(lang) for lang in i18n.LANGUAGES}
     app.state.web = Web(ctx=ctx, engine=engine, envs=i18n.environments(), translations=translations)
@@ -208,7 +235,8 @@ def create_app(ctx: Context) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
-            return web_of(request).not_found(language_of(request))
+            moved = _slash_redirect(request)
+            return moved or web_of(request).not_found(language_of(request))
         return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
 
     app.add_middleware(_SecurityHeaders)

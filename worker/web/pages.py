@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from campaigns.optouts import unsubscribe
@@ -17,7 +17,7 @@ from campaigns.optouts.unsubscribe import (
 )
 from suppression.ledger import CHANNEL_SCOPES
 from worker.web import i18n
-from worker.web.app import Web, language_of, web_of
+from worker.web.app import Web, language_of, public_url, web_of
 
 router = APIRouter()
 
@@ -58,6 +58,13 @@ async def unsubscribe_page(request: Request, token: str, lang: str | None = None
     return _landing(web, language, token, page)
 
 
+@router.get("/u/{token}/", include_in_schema=False)
+async def unsubscribe_page_with_slash(request: Request, token: str) -> RedirectResponse:
+    """The link with a slash added: to the page, at the public URL (never the Host header)."""
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return RedirectResponse(public_url(web_of(request), f"/u/{token}", query), 307)
+
+
 _FORM_SCHEMA: dict[str, object] = {
     "type": "object",
     "properties": {
@@ -69,6 +76,10 @@ _FORM_SCHEMA: dict[str, object] = {
 }
 
 
+# A one-click POST to the link with a slash added is answered here too, not redirected:
+# EM-1 says never a redirect, and a mail provider that does not follow one would lose
+# the no. (A GET with the slash is redirected to the public URL: worker.web.app.)
+@router.post("/u/{token}/", response_class=HTMLResponse, include_in_schema=False)
 @router.post(
     "/u/{token}",
     response_class=HTMLResponse,
