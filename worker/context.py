@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -87,21 +88,19 @@ def close_loaded() -> None:
         _LOADED.pop().close()
 
 
-def make_clock(demo_now: str | None, demo_now_at: str | None = None) -> Callable[[], datetime]:
+def make_clock(demo_now: str | None, demo_now_at: float | None = None) -> Callable[[], datetime]:
     """The real time, or a clock that starts at OUTREACH_DEMO_NOW and then runs at the
     real pace (the demo, and tests of whole processes): from OUTREACH_DEMO_NOW_AT, the
-    wall-clock instant at which OUTREACH_DEMO_NOW held, when that is set (so that processes
-    started minutes apart agree to the millisecond), else from the clock's first use. The
-    only place in the application that reads the wall clock (tests/unit/test_wall_clock.py
-    holds it)."""
+    machine's monotonic clock (shared by every process of the machine) at which
+    OUTREACH_DEMO_NOW held, when that is set (so that processes started minutes apart
+    agree), else from the clock's first use. The only place in the application that reads
+    the wall clock (tests/unit/test_wall_clock.py holds it)."""
     if not demo_now:
         return lambda: datetime.now(UTC)  # wall-clock: the composition root's clock
     fixed = _instant("OUTREACH_DEMO_NOW", demo_now)
-    started = (
-        _instant("OUTREACH_DEMO_NOW_AT", demo_now_at)
-        if demo_now_at
-        else datetime.now(UTC)  # wall-clock: the demo clock's start
-    )
+    if demo_now_at is not None:
+        return lambda: fixed + timedelta(seconds=time.monotonic() - demo_now_at)
+    started = datetime.now(UTC)  # wall-clock: the demo clock's start
     return lambda: fixed + (datetime.now(UTC) - started)  # wall-clock: runs at real pace
 
 

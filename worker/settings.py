@@ -50,9 +50,10 @@ class Settings(BaseSettings):
     # For demos only: a fixed "now" (ISO 8601 with offset) so that quiet hours and calling
     # hours do not hold a demo run at night. Never set in production.
     demo_now: str | None = Field(default=None, alias="OUTREACH_DEMO_NOW")
-    # The wall-clock instant at which OUTREACH_DEMO_NOW holds: processes started at
-    # different times then share one demo clock (without it, a clock starts at first use).
-    demo_now_at: str | None = Field(default=None, alias="OUTREACH_DEMO_NOW_AT")
+    # The machine's monotonic clock (time.monotonic, seconds) at which OUTREACH_DEMO_NOW
+    # holds: processes started at different times then share one demo clock (without it,
+    # a clock starts at its first use).
+    demo_now_at: float | None = Field(default=None, alias="OUTREACH_DEMO_NOW_AT")
     partners_file: Path = Field(default=Path("partners.toml"), alias="OUTREACH_PARTNERS_FILE")
     lead_retention_days: int = Field(default=365, alias="OUTREACH_LEAD_RETENTION_DAYS", ge=1)
     # ALL-3: the largest fraction by which an alarm-contacts load may be shorter than the

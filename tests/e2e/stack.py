@@ -11,8 +11,8 @@ writes its stdout and stderr to a log file of the run, which the log test search
 
 Quiet hours (ES-6) would hold an SMS campaign at night, so every process gets
 OUTREACH_DEMO_NOW: a working day's 10:00 in Oslo at or after the suite's instant
-(tests.clock.working_morning), and OUTREACH_DEMO_NOW_AT, the wall-clock instant at which
-that held (the start of the run). Their clocks then run together, however long after
+(tests.clock.working_morning), and OUTREACH_DEMO_NOW_AT, the machine's monotonic clock
+at which that held (the start of the run). Their clocks then run together, however long after
 the start a process was started and however long its start-up took: a replacement
 worker started a minute into the run, whose imports took half a minute on a loaded
 machine, does not see the lease of a killed worker's batch as held for that long more
@@ -36,7 +36,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -188,8 +188,9 @@ class Stack:
         self.proxy = proxy
         # The run's demo time starts on a working morning (ES-6: the SMS window is open).
         self.demo_start = working_morning()
-        # The demo clocks' common anchor: every process's clock reads demo_start here.
-        self.wall_start = datetime.now(UTC)  # wall-clock: the instant the demo clocks share
+        # The demo clocks' common anchor (the machine's monotonic clock, which every
+        # process shares): every process's clock reads demo_start here.
+        self.monotonic_start = time.monotonic()
         self.redis_port = free_port()
         self.redis_server: Proc | None = None
         self.web_port = free_port()
@@ -221,7 +222,7 @@ class Stack:
             OUTREACH_PARTNERS_FILE=str(self.partners_file),
             OUTREACH_OUTBOX_DIR=str(self.work / "outbox"),
             OUTREACH_DEMO_NOW=self.demo_start.isoformat(),
-            OUTREACH_DEMO_NOW_AT=self.wall_start.isoformat(),
+            OUTREACH_DEMO_NOW_AT=repr(self.monotonic_start),
             OUTREACH_RECONCILE_SECONDS=str(RECONCILE_SECONDS),
             OUTREACH_STUCK_QUEUED_SECONDS=str(STUCK_QUEUED_SECONDS),
             OUTREACH_STUCK_SENDING_SECONDS=str(STUCK_SENDING_SECONDS),
