@@ -234,10 +234,10 @@ def csv_rows(name: str, text: str, delimiter: str) -> Iterator[tuple[int, list[s
             if any(f.strip() for f in fields):
                 yield line, fields
     except csv.Error as exc:
-        raise _malformed(name, str(exc), start, reader.line_num) from None
+        raise csv_refusal(name, str(exc), start, reader.line_num) from None
 
 
-def _malformed(name: str, error: str, start: int, line: int) -> FileRefused:
+def csv_refusal(name: str, error: str, start: int, line: int) -> FileRefused:
     """The csv module's error as a refusal naming the line: `start` is the line the
     record began on, `line` the last line read."""
     if error == "unexpected end of data":  # strict: the file ends inside a quoted field

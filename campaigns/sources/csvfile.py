@@ -24,20 +24,18 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final
+from typing import IO
 
 from suppression.errors import FileRefused
 
+# The reason codes and the csv module's errors as refusals: one reading of a strict CSV
+# file for every import (suppression.register holds them: the domain's lower layer).
+from suppression.register import EMPTY_FILE as EMPTY_FILE
+from suppression.register import MIXED_ENCODING, NOT_TEXT, UNBALANCED_QUOTE, csv_refusal
+from suppression.register import TRUNCATED as TRUNCATED
+
 CHUNK = 1 << 20
 DELIMITERS = (";", "\t", ",")
-
-# Reasons a whole file is refused (FileRefused.reason up to the colon): stable strings.
-NOT_TEXT: Final = "not_text"
-MIXED_ENCODING: Final = "mixed_encoding"
-EMPTY_FILE: Final = "empty_file"
-TRUNCATED: Final = "truncated"  # ends inside a row, a quoted field or a character
-UNBALANCED_QUOTE: Final = "unbalanced_quote"
-MALFORMED_CSV: Final = "malformed_csv"
 
 # Windows-1252 leaves these five bytes undefined: a file holding one is not Windows-1252.
 # Looked for one by one (`in`, memchr): a tenth of the time of a character class.
@@ -360,7 +358,7 @@ def records(
                 width = width or len(fields)
                 yield row, fields
     except csv.Error as exc:
-        raise _malformed(path.name, str(exc), row + spans + 1, reader.line_num) from None
+        raise csv_refusal(path.name, str(exc), row + spans + 1, reader.line_num) from None
     except UnicodeDecodeError:
         raise FileRefused(
             path.name, f"{NOT_TEXT}: line {reader.line_num + 1} is not {shape.encoding} text"
@@ -397,31 +395,3 @@ def _check_spanning(name: str, fields: list[str], delimiter: str, width: int, st
                 f"breaks and {value.count(delimiter)} delimiters: a quote left open "
                 "swallowed whole rows",
             )
-
-
-def _malformed(name: str, error: str, start: int, line: int) -> FileRefused:
-    """The csv module's error as a refusal naming the line: `start` is the line the
-    record began on, `line` the last line read."""
-    if error == "unexpected end of data":  # strict: the file ends inside a quoted field
-        if start >= line:
-            return FileRefused(
-                name, f"{TRUNCATED}: line {start}: the file ends inside a quoted field"
-            )
-        return FileRefused(
-            name,
-            f"{UNBALANCED_QUOTE}: line {start}: a quote opened there never closes "
-            f"(the file ends inside it, at line {line})",
-        )
-    if "expected after" in error:  # strict: '"ab"c', a quote inside a quoted field
-        return FileRefused(
-            name,
-            f"{UNBALANCED_QUOTE}: line {line}: a quote inside a quoted field is not "
-            "doubled (other text follows the closing quote)",
-        )
-    if error.startswith("field larger than field limit"):
-        return FileRefused(
-            name,
-            f"{MALFORMED_CSV}: line {line}: a field is longer than "
-            f"{csv.field_size_limit()} characters",
-        )
-    return FileRefused(name, f"{MALFORMED_CSV}: line {line}: {error}")
