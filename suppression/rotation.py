@@ -59,14 +59,14 @@ _pairs = Table(
     Column("new_key_id", String),
     Column("identity_kind", String),
 )
-# The ledger's columns a copy keeps as they are.
-_KEPT: Final = (
+# The ledger's columns a copy keeps as they are (campaigns.rekeying copies them too).
+LEDGER_KEPT: Final = (
     "identity_kind", "kind", "scope", "reason", "source", "source_event", "evidence_ref",
     "occurred_at", "recorded_at", "actor",
 )  # fmt: skip
 _INTO_LEDGER: Final = (
-    f"INSERT INTO ledger_entries ({', '.join(_KEPT)}, key_hash, key_id, origin_id, "
-    f"origin_key_id) SELECT {', '.join('e.' + c for c in _KEPT)}, p.new_hash, p.new_key_id, "
+    f"INSERT INTO ledger_entries ({', '.join(LEDGER_KEPT)}, key_hash, key_id, origin_id, "
+    f"origin_key_id) SELECT {', '.join('e.' + c for c in LEDGER_KEPT)}, p.new_hash, p.new_key_id, "
     "e.id, e.key_id "
 )
 # "WHERE true": SQLite would read the upsert's ON CONFLICT as the join's.

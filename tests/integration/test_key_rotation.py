@@ -15,16 +15,18 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from click.testing import Result
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from campaigns import campaign as campaign_mod
 from campaigns import launch as launch_mod
@@ -34,6 +36,7 @@ from campaigns.intake import import_lead_file
 from campaigns.optouts import record, twilio, unsubscribe
 from campaigns.optouts.events import WebhookRequest
 from campaigns.optouts.schema import inbound_events
+from campaigns.rekeying import Rekeyed, Rotation, rekey_all
 from campaigns.schema import (
     consent_records,
     contact_sources,
@@ -728,6 +731,138 @@ def test_retiring_the_old_key_is_refused_while_an_erased_persons_no_exists_only_
     assert OLD_ID in said and "ledger" in said, said
     # The key was not retired: the erased person's no still stands under it.
     assert rotated.cli("suppress", "check", "--email", email(1)).exit_code == 1
+
+
+def history_left_under_the_old_key(world: World) -> int:
+    """eventful_history without the partner's next file: every no of it made, and the
+    contacts 1-6 still under the old key (the erased person 4 for good). Returns the
+    contacts a rekey has to move."""
+    mailed = known_and_mailed(world)
+    world.suppress_email(1)
+    world.forget(4)
+    world.load_register(listed=[2, 6])
+    world.rotate()
+    world.sms_stop(3)
+    world.object_by_phone(5)
+    world.click_unsubscribe(world.link(mailed, 2))
+    return 5
+
+
+class Killed(Exception):
+    """The rekey process killed after its first chunk committed."""
+
+
+def test_a_rekey_killed_after_a_chunk_continues_where_it_stopped_and_then_changes_nothing(
+    rotated: World,
+) -> None:
+    todo = history_left_under_the_old_key(rotated)
+
+    def kill(_read: int) -> None:
+        raise Killed
+
+    with pytest.raises(Killed):
+        rekey_all(rotated.engine, rotated.hasher, rotated.tick, batch=2, progress=kill)
+    moved = rotated.key_counts()["contacts"].get(NEW_ID, 0)
+    assert 0 < moved < todo  # the first chunk stays done
+    done = rekey_all(rotated.engine, rotated.hasher, rotated.tick, batch=2)
+    assert done.contacts == todo - moved and done.kept == 1 and not done.conflicts
+    assert rotated.key_counts()["contacts"] == {NEW_ID: todo, OLD_ID: 1}
+    settled = rotated.dump()
+    again = rekey_all(rotated.engine, rotated.hasher, rotated.tick, batch=2)
+    assert (again.contacts, again.copied.ledger_entries, again.kept) == (0, 0, 1)
+    assert rotated.dump() == settled
+    # Every no made before the rotation was copied once, and still decides.
+    rotated.import_people(range(1, 8), tag="next")
+    assert rotated.decisions(rotated.launch_all(CHANNELS)) == AFTER_HISTORY
+    assert rotated.count(contacts) == 7
+
+
+def test_a_person_stored_under_both_keys_is_left_out_of_the_rekey_and_reported(
+    rotated: World,
+) -> None:
+    rotated.import_people([1, 2])
+    rotated.suppress_email(1)
+    with rotated.engine.connect() as conn:
+        (old_contact,) = conn.execute(
+            select(contacts.c.id).where(contacts.c.email == email(1))
+        ).scalars()
+    # An import run with the new key alone (no previous key configured): person 1 is
+    # stored a second time, under the new key, beside the contact under the old one.
+    result = import_lead_file(
+        rotated.engine, Hasher(NEW.encode()), POLICY, "partner:boligpartner", LeadFormat(),
+        rotated.partner_file([1], "twice"), now=rotated.tick(),
+    )  # fmt: skip
+    assert result.status == "imported", result
+    with rotated.engine.connect() as conn:
+        (twin,) = conn.execute(select(contacts.c.id).where(contacts.c.key_id == NEW_ID)).scalars()
+    rotated.rotate()
+
+    done = rotated.json(*KEYS_REKEY[:-1])
+    assert done["conflicts"] == [[old_contact, twin]]
+    assert done["contacts_rekeyed"] == 1  # person 2
+    assert done["ledger_entries_copied"] == 0  # person 1's no stays under the old key
+    with rotated.engine.connect() as conn:
+        held = {int(i): str(k) for i, k in conn.execute(select(contacts.c.id, contacts.c.key_id))}
+    assert held[old_contact] == OLD_ID and held[twin] == NEW_ID
+    said = " ".join(rotated.ok(*KEYS_REKEY[:-1]).output.split())
+    assert f"contact {old_contact} is the same person as contact {twin}" in said
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_a_contact_an_import_rekeys_while_a_chunk_is_under_way_is_left_to_the_import(
+    rotated: World,
+) -> None:
+    """PostgreSQL (SQLite has one writer: the chunk and the import never overlap). The
+    chunk reads without locking; the import holds contact 1, re-keyed and not yet
+    committed; the chunk's UPDATE waits for it, re-checks it and leaves it out: one copy
+    of person 1's no, made by the import, and no error."""
+    rotated.import_people([1, 2, 3])
+    rotated.suppress_email(1)
+    rotated.rotate()
+    with rotated.engine.connect() as conn:
+        row = conn.execute(select(contacts).where(contacts.c.email == email(1))).one()
+    hasher = rotated.hasher
+    incoming = SimpleNamespace(
+        email=row.email, email_hash=hasher.digest("email", row.email),
+        phone=row.phone, phone_hash=hasher.digest("phone", row.phone),
+        first_name=row.first_name, last_name=row.last_name, street=row.street,
+        postal_code=row.postal_code, name_address_hash=None,
+    )  # fmt: skip
+    done: list[Rekeyed] = []
+    with rotated.engine.connect() as importing:
+        with importing.begin():
+            rotation = Rotation(importing, hasher, rotated.tick())
+            assert rotation.before_lookup([incoming])  # contact 1 moved, its row locked
+            chunk = threading.Thread(
+                target=lambda: done.append(rekey_all(rotated.engine, hasher, rotated.tick))
+            )
+            chunk.start()
+            assert _waits_for_a_lock(rotated.engine), "the chunk never reached contact 1"
+        chunk.join(timeout=60)
+    (rekeyed,) = done
+    assert rekeyed.contacts == 2 and not rekeyed.conflicts
+    assert rotated.key_counts()["contacts"] == {NEW_ID: 3}
+    with rotated.engine.connect() as conn:
+        copies = conn.execute(
+            select(func.count())
+            .select_from(ledger_entries)
+            .where(ledger_entries.c.key_hash == hasher.digest("email", email(1)))
+        ).scalar_one()
+    assert copies == 1
+
+
+def _waits_for_a_lock(engine: Engine) -> bool:
+    """Whether another session of this database waits for a row lock (polled: up to 30 s)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    )
+    for _ in range(600):
+        with engine.connect() as conn:
+            if conn.execute(query).scalar_one():
+                return True
+        threading.Event().wait(0.05)
+    return False
 
 
 # --- 7. Strict settings -----------------------------------------------------------------------

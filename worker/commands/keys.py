@@ -14,10 +14,10 @@ from sqlalchemy import func, select
 
 from worker.commands import json_option
 from worker.context import Context
-from worker.output import EXIT_CONFIGURATION, EXIT_REFUSED, console, emit_json, fail
+from worker.output import EXIT_CONFIGURATION, EXIT_REFUSED, Summaries, console, emit_json, fail
 
 
-@click.group("keys")
+@click.group("keys", cls=Summaries)
 def keys() -> None:
     """Secret keys: generate, status, rekey after a rotation, retire an old key."""
 
@@ -63,9 +63,14 @@ def status(as_json: bool) -> None:
 
 
 @keys.command("rekey")
-@click.option("--batch", default=5_000, show_default=True, help="Contacts per transaction.")
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Contacts per transaction [default: 20000 on PostgreSQL, 5000 on SQLite].",
+)
 @json_option
-def rekey(batch: int, as_json: bool) -> None:
+def rekey(batch: int | None, as_json: bool) -> None:
     """Re-hash under the current key every contact stored under a previous key (and copy
     their no's and register matches); resumable and idempotent."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
