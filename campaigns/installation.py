@@ -14,8 +14,6 @@ from __future__ import annotations
 import secrets
 
 from sqlalchemy import Connection, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from campaigns.campaign_schema import recipients
 from suppression.schema import installation, unsubscribe_tokens
@@ -26,7 +24,12 @@ ID_BYTES = 16
 def ensure(conn: Connection) -> None:
     """Create the installation row if the store has none (the caller commits)."""
     if conn.execute(select(installation.c.singleton)).first() is None:
-        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        # Imported here: every process's start runs `ensure`, and one on SQLite loads no
+        # PostgreSQL dialect (issue 18, the CLI's start-up). The two have one API.
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
         highest = select(
             select(func.coalesce(func.max(unsubscribe_tokens.c.id), 0)).scalar_subquery(),
             select(func.coalesce(func.max(recipients.c.id), 0)).scalar_subquery(),

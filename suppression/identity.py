@@ -21,23 +21,37 @@ import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import ATEXT, EMAIL_MAX_LENGTH, LOCAL_PART_MAX_LENGTH
-from phonenumbers import PhoneMetadata, PhoneNumberDesc, PhoneNumberType
 
 from suppression.errors import InvalidIdentity
+
+if TYPE_CHECKING:  # phonenumbers is imported at the first phone number (`_phonenumbers`)
+    from types import ModuleType
+
+    from phonenumbers import PhoneMetadata, PhoneNumberDesc
 
 IdentityKind = Literal["email", "phone"]
 DEFAULT_REGION = "NO"
 
-_PHONE_TYPE_NAMES = {
-    value: name.lower()
-    for name, value in vars(phonenumbers.PhoneNumberType).items()
-    if not name.startswith("_") and isinstance(value, int)
-}
+
+def _phonenumbers() -> ModuleType:
+    """The phonenumbers library, imported at the first phone number: a command that
+    only handles an email (`outreach suppress check --email`) starts without it."""
+    import phonenumbers
+
+    return phonenumbers
+
+
+@functools.cache
+def _phone_type_names() -> dict[int, str]:
+    return {
+        value: name.lower()
+        for name, value in vars(_phonenumbers().PhoneNumberType).items()
+        if not name.startswith("_") and isinstance(value, int)
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,17 +142,18 @@ _NO_LENGTH = 8  # Norway: the fast path takes 8-digit national numbers only
 _MAX_PHONE_INPUT = 250  # phonenumbers refuses longer strings before parsing them
 
 # _number_type_helper's order: the first matching type wins, fixed line and mobile last.
+# (PhoneMetadata's attribute names; the PhoneNumberType of each is its upper-case name.)
 _TYPE_ORDER = (
-    ("premium_rate", PhoneNumberType.PREMIUM_RATE),
-    ("toll_free", PhoneNumberType.TOLL_FREE),
-    ("shared_cost", PhoneNumberType.SHARED_COST),
-    ("voip", PhoneNumberType.VOIP),
-    ("personal_number", PhoneNumberType.PERSONAL_NUMBER),
-    ("pager", PhoneNumberType.PAGER),
-    ("uan", PhoneNumberType.UAN),
-    ("voicemail", PhoneNumberType.VOICEMAIL),
-    ("fixed_line", PhoneNumberType.FIXED_LINE),
-    ("mobile", PhoneNumberType.MOBILE),
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "fixed_line",
+    "mobile",
 )
 
 
@@ -152,7 +167,7 @@ class _FastPhoneRegion:
 
 def normalise_phone(raw: str, region: str = DEFAULT_REGION) -> Phone:
     """E.164 and number type of a phone number, or InvalidIdentity with the reason."""
-    fast = _FAST_PHONE_REGIONS.get(region)
+    fast = _fast_phone_regions().get(region)
     if fast is not None:
         text = raw.strip()
         if len(text) <= _MAX_PHONE_INPUT:
@@ -169,6 +184,7 @@ def normalise_phone(raw: str, region: str = DEFAULT_REGION) -> Phone:
 
 def _normalise_phone_slow(raw: str, region: str = DEFAULT_REGION) -> Phone:
     """The reference: phonenumbers parse, validation and type on every number."""
+    phonenumbers = _phonenumbers()
     text = raw.strip()
     if not text:
         raise InvalidIdentity("phone", "empty")
@@ -179,7 +195,7 @@ def _normalise_phone_slow(raw: str, region: str = DEFAULT_REGION) -> Phone:
     if not phonenumbers.is_valid_number(number):
         raise InvalidIdentity("phone", "not a valid phone number")
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    kind = _PHONE_TYPE_NAMES.get(phonenumbers.number_type(number), "unknown")
+    kind = _phone_type_names().get(phonenumbers.number_type(number), "unknown")
     return Phone(e164=e164, number_type=kind)
 
 
@@ -204,6 +220,7 @@ def _types_regex(metadata: PhoneMetadata, length: int, types: dict[str, str]) ->
     whole number wins, as in the helper; the general pattern guards them all. Each
     alternative is a named group whose type `types` records; UNKNOWN does not match.
     """
+    number_type = _phonenumbers().PhoneNumberType
     general = _desc_pattern(metadata.general_desc, length)
     same = metadata.same_mobile_and_fixed_line_pattern
     mobile = _desc_pattern(metadata.mobile, length)
@@ -211,16 +228,17 @@ def _types_regex(metadata: PhoneMetadata, length: int, types: dict[str, str]) ->
 
     def add(kind: int, pattern: str) -> None:
         name = f"t{len(types)}"
-        types[name] = _PHONE_TYPE_NAMES[kind]
+        types[name] = _phone_type_names()[kind]
         alternatives.append(rf"(?P<{name}>{pattern}\Z)")
 
-    for name, kind in _TYPE_ORDER:
+    for name in _TYPE_ORDER:
+        kind = getattr(number_type, name.upper())
         pattern = _desc_pattern(getattr(metadata, name), length)
         if pattern is None or (name == "mobile" and same):
             continue
         if name == "fixed_line" and (same or mobile is not None):
             mobile_too = "" if same else rf"(?=(?:{mobile})\Z)"
-            add(PhoneNumberType.FIXED_LINE_OR_MOBILE, rf"{mobile_too}(?:{pattern})")
+            add(number_type.FIXED_LINE_OR_MOBILE, rf"{mobile_too}(?:{pattern})")
             if same:
                 continue
         add(kind, f"(?:{pattern})")
@@ -250,7 +268,8 @@ def _fast_phone_region(region: str, length: int) -> _FastPhoneRegion | None:
 
 
 def _build_fast_phone_region(region: str, length: int) -> _FastPhoneRegion:
-    metadata = PhoneMetadata.metadata_for_region(region)
+    phonenumbers = _phonenumbers()
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
     if metadata is None or metadata.country_code is None or metadata.general_desc is None:
         raise _Unsupported(region)
     code = str(metadata.country_code)
@@ -262,7 +281,9 @@ def _build_fast_phone_region(region: str, length: int) -> _FastPhoneRegion:
         or any(int(code[:i]) in known for i in range(1, len(code)))
     ):
         raise _Unsupported(region)
-    owners = [PhoneMetadata.metadata_for_region(owner) for owner in known.get(int(code), ())]
+    owners = [
+        phonenumbers.PhoneMetadata.metadata_for_region(owner) for owner in known.get(int(code), ())
+    ]
     types: dict[str, str] = {}
     choice = "(?!)"  # no owning region: invalid
     for owner in reversed(owners):
@@ -283,11 +304,14 @@ def _build_fast_phone_region(region: str, length: int) -> _FastPhoneRegion:
     return _FastPhoneRegion(numbers=numbers, types=types, prefix="+" + code, length=length)
 
 
-_FAST_PHONE_REGIONS = {
-    region: fast
-    for region, fast in (("NO", _fast_phone_region("NO", _NO_LENGTH)),)
-    if fast is not None
-}
+@functools.cache
+def _fast_phone_regions() -> dict[str, _FastPhoneRegion]:
+    """The regions with a fast path, built at the first phone number."""
+    return {
+        region: fast
+        for region, fast in (("NO", _fast_phone_region("NO", _NO_LENGTH)),)
+        if fast is not None
+    }
 
 
 # --- identities and batches -------------------------------------------------------

@@ -11,16 +11,17 @@ import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from suppression.errors import OutreachError
 from suppression.identity import Identity
 from suppression.keys import Hasher, KeyedHash
 from suppression.schema import ledger_entries
+
+if TYPE_CHECKING:
+    from sqlalchemy.sql.dml import Insert
 
 SCOPES: Final = ("all", "email", "sms", "phone", "post")
 CHANNEL_SCOPES: Final = ("email", "sms", "phone", "post")
@@ -199,8 +200,17 @@ class Ledger:
         for row in rows:
             _check(row)
         unique = ["key_hash", "source", "source_event"]
-        insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
-        stmt = insert(ledger_entries).on_conflict_do_nothing(index_elements=unique)
+        # The dialect's own INSERT, imported here: a command on SQLite never loads
+        # SQLAlchemy's PostgreSQL dialect (the CLI's start-up, issue 18).
+        stmt: Insert
+        if self.conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt = pg_insert(ledger_entries).on_conflict_do_nothing(index_elements=unique)
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt = sqlite_insert(ledger_entries).on_conflict_do_nothing(index_elements=unique)
         # Count what RETURNING gives back: the driver's rowcount is -1 on PostgreSQL here.
         result = self.conn.execute(
             stmt.returning(ledger_entries.c.origin_key_id),

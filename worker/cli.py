@@ -23,6 +23,7 @@ from worker.output import (
     EXIT_INTERRUPTED,
     EXIT_REFUSED,
     EXIT_UNAVAILABLE,
+    Summaries,
     error_line,
 )
 
@@ -109,7 +110,7 @@ _BROKER_ERRORS = (
 )
 
 
-class LazyGroup(click.Group):
+class LazyGroup(Summaries):
     """A group whose commands are imported when they are run (or their help is asked
     for), from `lazy`: name -> ("module:attribute", short help)."""
 
@@ -129,28 +130,10 @@ class LazyGroup(click.Group):
         self.commands[cmd_name] = command
         return command
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        names = self.list_commands(ctx)
-        if not names:
-            return
-        limit = formatter.width - 6 - max(len(n) for n in names)
-        rows = []
-        for name in names:
-            if name in self.lazy and name not in self.commands:
-                rows.append((name, _shortened(self.lazy[name][1], limit)))
-                continue
-            command = self.get_command(ctx, name)
-            if command is not None and not command.hidden:
-                rows.append((name, command.get_short_help_str(limit)))
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
-
-
-def _shortened(text: str, limit: int) -> str:
-    """`text` cut at a word to at most `limit` characters, "..." showing the cut."""
-    if len(text) <= limit:
-        return text
-    return text[: max(limit - 3, 0)].rsplit(" ", 1)[0].rstrip(",;:") + "..."
+    def summary(self, ctx: click.Context, name: str) -> str | None:
+        if name in self.lazy and name not in self.commands:
+            return self.lazy[name][1]  # without importing the command
+        return super().summary(ctx, name)
 
 
 class _Group(LazyGroup):

@@ -8,9 +8,12 @@ importing a command module does not import rich.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
+
+import click
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -74,3 +77,39 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Stop the command with one line on stderr and an exit code of the table above."""
     error_line(message)
     raise SystemExit(code)
+
+
+_SENTENCE_END = re.compile(r"(?<=[a-zæøå0-9)])\.\s+(?=[A-ZÆØÅ`\"(])")
+
+
+def summary_of(command: click.Command) -> str:
+    """A command's summary for its group's listing: `short_help`, else the first sentence
+    of its help's first paragraph. A period inside a sentence ("GDPR art. 17", "e.g. a")
+    does not end it: click's own short help stops there, or at 45 characters."""
+    if command.short_help:
+        return command.short_help
+    paragraph = " ".join((command.help or "").split("\n\n", 1)[0].split())
+    end = _SENTENCE_END.search(paragraph)
+    return paragraph[: end.start() + 1] if end else paragraph
+
+
+class Summaries(click.Group):
+    """A command group that lists each command with its whole summary, wrapped to the
+    terminal's width, never cut."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [
+            (name, summary)
+            for name in self.list_commands(ctx)
+            if (summary := self.summary(ctx, name))
+        ]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def summary(self, ctx: click.Context, name: str) -> str | None:
+        """The summary of command `name`, None to leave it out (hidden)."""
+        command = self.get_command(ctx, name)
+        if command is None or command.hidden:
+            return None
+        return summary_of(command)

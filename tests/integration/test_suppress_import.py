@@ -319,3 +319,31 @@ def test_a_mailchimp_export_suppresses_email_only_unless_told_otherwise(
     assert (
         cli("suppress", "check", "--email", "kari@example.com", "--channel", "sms").exit_code == 0
     )
+
+
+def test_a_long_file_name_is_a_source_the_store_holds(
+    cli: Cli, tmp_path: Path, store_url: str
+) -> None:
+    """`import:` and a 120-character file name exceeded the ledger's 80-character source:
+    PostgreSQL refused the insert. Two long names that differ only in the middle stay two
+    sources; importing either again changes nothing."""
+    first = tmp_path / ("kundeservice-" + "a" * 90 + "-reservasjoner.txt")
+    second = tmp_path / ("kundeservice-" + "b" * 90 + "-reservasjoner.txt")
+    first.write_text("41234567\n", encoding="utf-8")
+    second.write_text("41234567\n", encoding="utf-8")
+    assert run_import(cli, first, "--reason", "unsubscribe")["added"] == 1
+    assert run_import(cli, second, "--reason", "unsubscribe")["added"] == 1
+    assert run_import(cli, first, "--reason", "unsubscribe")["added"] == 0
+    sources = {row.source for row in ledger_rows(store_url)}
+    assert len(sources) == 2
+    assert all(len(s) <= 80 and s.startswith("import:kundeservice-") for s in sources)
+    assert suppressed(cli, "--phone", "41234567")
+
+
+def test_a_source_longer_than_the_store_holds_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "stop.txt"
+    path.write_text("41234567\n", encoding="utf-8")
+    result = cli("suppress", "import", str(path), "--reason", "unsubscribe", "--source", "x" * 81)
+    assert result.exit_code == 2, result.output
+    assert "--source" in result.output and "80" in result.output
+    assert not suppressed(cli, "--phone", "41234567")
