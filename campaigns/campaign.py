@@ -1,4 +1,5 @@
-"""Campaigns: creation (with the template's legal checks), audience, lifecycle."""
+"""Campaigns: creation (with every check that could later refuse its sends or its call
+list: campaigns.preflight), audience, lifecycle."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from campaigns import templates
 from campaigns.campaign_schema import campaigns
 from campaigns.schema import contact_sources, contacts
 from suppression.errors import OutreachError
+from suppression.policy import PolicyConfig
 
 CHANNELS = ("email", "sms", "call")
 DRAFT, RUNNING, PAUSED, DONE, CANCELLED = "draft", "running", "paused", "done", "cancelled"
@@ -153,8 +155,13 @@ def create(
     segment_limit: int | None = None,
     batch_size: int = 500,
     now: datetime,
+    policy: PolicyConfig | None = None,
 ) -> Campaign:
-    """Create a draft campaign at `now`; refuses a template that breaks ES-4, ALL-7 or GD-1."""
+    """Create a draft campaign at `now`; refuses one that could never send or be exported
+    (campaigns.preflight: ES-4, ALL-7, GD-1, SM-3, TP-6, TP-2 under `policy`, by default
+    the policy's defaults for `organisation_name`), before anything is stored."""
+    from campaigns import preflight  # it reads this module's types
+
     if channel not in CHANNELS:
         raise CampaignError(f"channel: must be one of {', '.join(CHANNELS)}")
     if not purpose.strip():
@@ -165,16 +172,16 @@ def create(
         raise CampaignError("rate_limit: must be a positive number of messages per second")
     audience = audience or Audience()
     sender = sender or Sender(from_name=organisation_name)
-    template = templates.check(
-        template_text,
-        organisation_name=organisation_name,
-        reaches_partner_leads=audience.partner_leads,
+    template = preflight.check(
+        conn,
+        channel=channel,
+        template_text=template_text,
+        audience=audience,
+        sender=sender,
+        segment_limit=segment_limit,
+        config=policy or PolicyConfig(organisation_name=organisation_name),
+        now=now,
     )
-    if channel == "sms":
-        # SM-3: the message with its link must fit the campaign's segment limit.
-        from campaigns.sms import check_segments
-
-        check_segments(template, segment_limit, organisation_name)
     campaign_id = conn.execute(
         campaigns.insert().values(
             name=name,

@@ -114,13 +114,17 @@ exported_files = Table(
     Column("deleted_at", DateTime(timezone=True), nullable=True),
 )
 
-# Recipient states. Final: sent, failed, excluded, excluded_at_send, cancelled;
+# Recipient states. Final: sent, listed, failed, excluded, excluded_at_send, cancelled;
 # `unknown` is final until reconciled.
 EXCLUDED = "excluded"
 QUEUED = "queued"
 SENDING = "sending"
 STAGED = "staged"  # handed to a provider that sends the whole campaign at once
 SENT = "sent"
+# A call campaign's recipient on its call list, not yet handed to the call centre: the
+# export makes it `sent` (and only then does it count as a contact, ALL-8), so a list that
+# is never exported contacts no one (campaigns.calllist.export).
+LISTED = "listed"
 FAILED = "failed"
 EXCLUDED_AT_SEND = "excluded_at_send"
 UNKNOWN = "unknown"
@@ -128,5 +132,7 @@ CANCELLED = "cancelled"
 # The kind of identity a campaign's channel reaches a person by (and an unsubscribe from
 # it stops).
 IDENTITY_KIND = {"email": "email", "sms": "phone", "call": "phone", "post": "name_address"}
-STATES = (EXCLUDED, QUEUED, SENDING, STAGED, SENT, FAILED, EXCLUDED_AT_SEND, UNKNOWN, CANCELLED)
-FINAL_STATES = (EXCLUDED, SENT, FAILED, EXCLUDED_AT_SEND, UNKNOWN, CANCELLED)
+STATES = (
+    EXCLUDED, QUEUED, SENDING, STAGED, LISTED, SENT, FAILED, EXCLUDED_AT_SEND, UNKNOWN, CANCELLED,
+)  # fmt: skip
+FINAL_STATES = (EXCLUDED, LISTED, SENT, FAILED, EXCLUDED_AT_SEND, UNKNOWN, CANCELLED)

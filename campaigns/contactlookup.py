@@ -16,12 +16,19 @@ SQLite has no row locks: a writing transaction holds the whole database from its
 write to its commit, but what it read before that first write may be stale by then.
 `lock_for_writing` takes the database before the first read (an import's first statement
 already writes; an erasure reads first).
+
+A number the call centre reported as not this person's (campaigns.calllist.outcomes) was
+detached from the contact; the contacts found here that have no phone carry the pairings
+kept of them (`BatchContact.detached`), and `ContactLookup.kept_off` says whether a row's
+number is one of them: the merge then does not attach it again (`pairing`).
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from sqlalchemy import (
@@ -43,7 +50,7 @@ from campaigns import rekeying
 from campaigns.bulkcopy import copy_rows
 from campaigns.keyfilter import KeyFilter
 from campaigns.rekeying import Rotation
-from campaigns.schema import contacts, customers
+from campaigns.schema import contacts, customers, wrong_numbers
 
 _EMAIL, _PHONE = 1, 2
 _keys = Table(
@@ -75,6 +82,23 @@ FIELDS: Final = (
 _E, _EH, _P, _PT, _PH, _FN, _LN, _ST, _PC, _CI, _NAH = range(len(FIELDS))
 # What a found contact is read with here, and written back with (campaigns.merge).
 UPDATE_COLUMNS: Final = (*FIELDS, "is_partner_lead", "is_customer")
+_PAIRING: Final = b"outreach wrong number\x00"
+# The consent channels a number serves: a newer consent for one of them names the number.
+_PHONE_CHANNELS: Final = frozenset({"sms", "call"})
+_CHUNK: Final = 5_000  # contact ids a query (SQLite takes 32,766 parameters)
+
+
+def pairing(contact_id: int, phone_digest: bytes) -> bytes:
+    """The keyed digest of the pairing of a contact and a number (a wrong number,
+    `wrong_numbers`): SHA-256 of the contact id and the number's keyed digest under one
+    key, so keyed by that key like the digest it is made of (suppression.keys), and
+    computed from what a merge holds (a row's digests, not the key). One per configured
+    key is written, as for a ledger entry."""
+    return hashlib.sha256(_PAIRING + contact_id.to_bytes(8, "big") + phone_digest).digest()
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def lock_for_writing(conn: Connection) -> None:
@@ -108,6 +132,7 @@ class BatchContact:
     __slots__ = (
         "claim",
         "created",
+        "detached",
         "dirty",
         "id",
         "is_customer",
@@ -127,6 +152,8 @@ class BatchContact:
         self.dirty = False
         self.pos = 0  # place among the batch's new contacts
         self.claim: str | None = None  # the customer id it belongs to (CRM import)
+        # Wrong numbers detached from it: pairing digest -> when the last was reported.
+        self.detached: dict[bytes, datetime] | None = None
 
     @property
     def erased(self) -> bool:
@@ -216,7 +243,53 @@ class ContactLookup:
         if ids:
             query = select(*columns).where(c.id.in_(ids)).with_for_update(key_share=True)
             self._hold(conn.execute(query).all(), by_email, by_phone, by_id)
+        if any(r.phone_hash is not None for r in batch):
+            self._load_detached(by_id)
         return by_email, by_phone, by_id
+
+    def _load_detached(self, by_id: dict[int, BatchContact]) -> None:
+        """The wrong-number pairings of the found contacts without a phone (only those
+        can be given one by a row), in one query per few thousand."""
+        phoneless = {cid: held for cid, held in by_id.items() if held.v[_PH] is None}
+        ids = sorted(phoneless)
+        w = wrong_numbers.c
+        for start in range(0, len(ids), _CHUNK):
+            for cid, pair, reported_at in self.conn.execute(
+                select(w.contact_id, w.pairing_hash, w.reported_at).where(
+                    w.contact_id.in_(ids[start : start + _CHUNK])
+                )
+            ):
+                held = phoneless[int(cid)]
+                found = held.detached = held.detached or {}
+                pair, when = bytes(pair), _utc(reported_at)
+                if pair not in found or found[pair] < when:
+                    found[pair] = when
+
+    def kept_off(self, contact: BatchContact, row: Incoming) -> bool:
+        """Whether `row`'s number was reported as not this contact's, with no new evidence
+        since: then it is not attached to the contact again (issue: a wrong number).
+
+        New evidence is what the row brings itself: a consent for SMS or calls given after
+        the last report (a partner's newer consent record, which names the number). A CRM
+        row or an older consent repeats the claim the call centre found wrong."""
+        if not contact.detached or row.phone_hash is None:
+            return False
+        digests = [row.phone_hash]
+        if self.rotation is not None and row.phone is not None:
+            # Reported under a key that is a previous one now (written under each then).
+            hasher = self.rotation.hasher
+            digests += [hasher.digest("phone", row.phone, k) for k in self.rotation.previous]
+        reported = [
+            when
+            for d in digests
+            if (when := contact.detached.get(pairing(contact.id, d))) is not None
+        ]
+        if not reported:
+            return False
+        given_at: datetime | None = getattr(row, "given_at", None)
+        channels = set(str(getattr(row, "channels", "") or "").split(","))
+        newer = given_at is not None and _utc(given_at) > max(reported)
+        return not (newer and channels & _PHONE_CHANNELS)
 
     def _hold(
         self,

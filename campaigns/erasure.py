@@ -1,6 +1,7 @@
 """GD-5: an erasure reaches the processors that hold the person, retried until done.
 
-`plan` runs inside `people.forget`'s transaction, before the plaintext is cleared, and
+`plan` runs inside `people.forget`'s transaction, before the plaintext is cleared (and
+deletes the wrong-number pairings kept of the contact, `forget_wrong_numbers`), and
 writes one `erasure_destinations` row per processor that holds the person, with what the
 processor needs to find them once our plaintext is gone:
 
@@ -42,6 +43,7 @@ from campaigns.channels.twilio_sms import errors as twilio_errors
 from campaigns.channels.twilio_sms.channel import TWILIO_API, settle_environment
 from campaigns.optouts.schema import inbound_events
 from campaigns.schema import erasure_destinations as table
+from campaigns.schema import wrong_numbers
 from suppression.errors import ChannelError
 from suppression.identity import Identity
 from suppression.keys import KeyedHash
@@ -96,6 +98,8 @@ def plan(
     """
     ref = uuid.uuid4().hex
     now = now.astimezone(UTC)
+    if contact:
+        forget_wrong_numbers(conn, int(contact["id"]))
     digests: dict[str, list[bytes]] = {}
     for kind, keys in hashes:
         digests.setdefault(kind, []).extend(k.digest for k in keys)
@@ -132,6 +136,17 @@ def plan(
     if rows:
         conn.execute(insert(table), rows)
     return ref
+
+
+def forget_wrong_numbers(conn: Connection, contact_id: int) -> int:
+    """ALL-4: the pairings of the contact with numbers reported as not theirs go with the
+    rest of the person (an erased contact is never given a number again, so nothing needs
+    them, and each ties the person to someone else's number). Here because every erasure
+    plans its destinations in its transaction; returns the rows deleted."""
+    deleted = conn.execute(
+        wrong_numbers.delete().where(wrong_numbers.c.contact_id == contact_id)
+    ).rowcount
+    return int(deleted or 0)
 
 
 def _audiences_named(conn: Connection, digests: Sequence[bytes]) -> list[str]:

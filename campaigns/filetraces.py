@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, select, update
 
+from campaigns.calllist.export import is_workbook, remove_from_xlsx
 from campaigns.calllist.references import resolve
 from campaigns.campaign_schema import campaigns, exported_files, recipients
 from suppression.keys import Hasher
@@ -118,7 +119,10 @@ def erase(
     for file_id, campaign_id, name in listed:
         path = Path(name)
         ids = by_campaign[int(campaign_id)]
-        trace = _rewrite(CALLLIST, path, _calllist_rows(hasher, ids))
+        if is_workbook(path):
+            trace = _rewrite_workbook(path, hasher, ids)
+        else:
+            trace = _rewrite(CALLLIST, path, _calllist_rows(hasher, ids))
         done.append(trace)
         if trace.action == DELETED:
             conn.execute(
@@ -160,6 +164,21 @@ def _calllist_rows(hasher: Hasher, ids: Sequence[int]) -> Records:
             yield bool(row) and resolve(hasher, row[0], ids) is not None, line.getvalue().encode()
 
     return records
+
+
+def _rewrite_workbook(path: Path, hasher: Hasher, ids: Sequence[int]) -> FileTrace:
+    """A call list written as a workbook (campaigns.calllist.export.write_xlsx)."""
+
+    if not path.exists():
+        return FileTrace(CALLLIST, str(path), GONE)
+    try:
+        removed, left = remove_from_xlsx(path, lambda ref: resolve(hasher, ref, ids) is not None)
+        if removed and not left:
+            path.unlink()
+            return FileTrace(CALLLIST, str(path), DELETED, removed)
+        return FileTrace(CALLLIST, str(path), REWRITTEN, removed)
+    except OSError as exc:
+        return FileTrace(CALLLIST, str(path), FAILED, reason=exc.strerror or type(exc).__name__)
 
 
 def _rewrite(kind: str, path: Path, records: Records) -> FileTrace:

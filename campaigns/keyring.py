@@ -8,6 +8,7 @@ unmatched, and a "no" under it would turn into a "yes" (guarantee 5).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -16,7 +17,7 @@ from sqlalchemy import Column, Connection, Table, delete, func, inspect, select
 
 from campaigns.campaign_schema import recipients
 from campaigns.optouts.schema import inbound_events
-from campaigns.schema import contacts
+from campaigns.schema import contacts, wrong_numbers
 from suppression.errors import ConfigurationError, OutreachError
 from suppression.keys import PREVIOUS_SETTING, Hasher
 from suppression.rotation import only_under
@@ -151,6 +152,13 @@ def retire(conn: Connection, hasher: Hasher, key_id: str) -> dict[str, int]:
             f"{alone} ledger entries exist only under it (erased people's, or of people "
             "never stored as contacts): retiring it would lose those no's"
         )
+    pairings = wrong_numbers_only_under(conn, key_id, others)
+    if pairings:
+        blockers.append(
+            f"{pairings} wrong numbers are kept only under it (the number is gone from the "
+            "contact, so the pairing cannot move): retiring it would let an import attach "
+            "them again"
+        )
     links = conn.execute(
         select(func.count())
         .select_from(unsubscribe_tokens)
@@ -173,3 +181,25 @@ def retire(conn: Connection, hasher: Hasher, key_id: str) -> dict[str, int]:
     }
     conn.execute(delete(secret_keys).where(secret_keys.c.key_id == key_id))
     return dropped
+
+
+def wrong_numbers_only_under(conn: Connection, key_id: str, others: Sequence[str]) -> int:
+    """How many wrong-number reports (campaigns.calllist.outcomes) have their pairing only
+    under `key_id`: written under the keys configured at the report, and never re-keyed
+    (the number's plaintext is gone), like an erased person's no."""
+    other = wrong_numbers.alias("other")
+    alone = (
+        select(wrong_numbers.c.id)
+        .where(
+            wrong_numbers.c.key_id == key_id,
+            ~select(other.c.id)
+            .where(
+                other.c.contact_id == wrong_numbers.c.contact_id,
+                other.c.source_event == wrong_numbers.c.source_event,
+                other.c.key_id.in_(list(others)),
+            )
+            .exists(),
+        )
+        .subquery()
+    )
+    return int(conn.execute(select(func.count()).select_from(alone)).scalar_one())

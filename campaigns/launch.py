@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from campaigns import campaign as campaign_mod
-from campaigns import decisions, joins
+from campaigns import decisions, joins, preflight
 from campaigns.campaign_schema import EXCLUDED as STATE_EXCLUDED
 from campaigns.campaign_schema import QUEUED, batches
 from campaigns.memory import collector_paused
@@ -260,6 +260,10 @@ def launch(
         raise campaign_mod.CampaignError(
             f"campaign {campaign_id}: only a draft can be launched (it is {camp.state})"
         )
+    # Before anyone is decided or counted: what would refuse the sends or the call list
+    # later refuses the launch now (the settings, the register and the draft may have
+    # changed since it was created).
+    preflight.check_launch(conn, camp, config, now)
     at = ADDRESS_AT
     summary = Summary()
     counts = summary.by_decision

@@ -11,7 +11,9 @@ applied row after row in file order (so a row-by-row import gives the same resul
    one contact holds one of each, and we do not guess which person is meant;
 3. a contact's missing email, phone, names or address are filled from the row;
    nothing it holds is overwritten, except names and address from the CRM, which is
-   authoritative for its customers. An erased contact (hashes without plaintext,
+   authoritative for its customers. A number the call centre reported as not the
+   contact's is not filled in again unless the row brings a newer consent for SMS or
+   calls (`ContactLookup.kept_off`). An erased contact (hashes without plaintext,
    ALL-4) is never filled with plaintext again, and the caller attaches no source or
    consent record to it (`Merger.erased`): only the no remains of that person.
 
@@ -180,7 +182,7 @@ class Merger:
                 target.claim = claim
             if eh is not None:
                 by_email[eh] = target
-            if ph is not None:
+            if ph is not None and target.v[_PH] == ph:  # not a number kept off it
                 by_phone[ph] = target
             if target.own:
                 duplicate += 1
@@ -219,7 +221,11 @@ class Merger:
         if v[_EH] is None and row.email_hash is not None:
             v[_E], v[_EH] = row.email, row.email_hash
             changed = True
-        if v[_PH] is None and row.phone_hash is not None:
+        if (
+            v[_PH] is None
+            and row.phone_hash is not None
+            and not (target.detached and self._lookup.kept_off(target, row))
+        ):
             v[_P], v[_PT], v[_PH] = row.phone, row.phone_type, row.phone_hash
             changed = True
         for at, value in ((_FN, row.first_name), (_LN, row.last_name)):

@@ -2,7 +2,13 @@
 
 A file is taken when its name is not an upload in progress (`.part`, `.tmp`, ...) and
 either a `<name>.done` marker is there or its size and mtime are the same as at the
-previous poll (kept in `sftp_observations`): a file still growing is never read.
+previous poll (kept in `sftp_observations`): a file still growing is never read. So a
+file first seen at this poll waits for the next one (the clock's, every
+OUTREACH_SFTP_POLL_MINUTES): each waiting file says when it can be taken at the earliest
+(`PollResult.earliest`). `poll_now` (`outreach partners poll --now`) does not wait for the
+clock: it polls, lets the caller wait a few seconds, and polls again, so a file whose size
+stood still in between is taken by the same command (docs/partners.md, "When a file is
+taken").
 
 For each file taken: fetch it, import it in one transaction (`campaigns.intake`),
 and only after the commit move it to the archive folder (atomic rename) and write
@@ -56,6 +62,8 @@ ALREADY_IMPORTED_ROW: Final = RowError(0, "file", ALREADY_IMPORTED)
 # How long a file that ends inside a row must stand still before it is refused, not
 # taken for an upload that paused.
 INCOMPLETE_GRACE: Final = timedelta(minutes=15)
+# The clock's polling interval when the caller does not say (OUTREACH_SFTP_POLL_MINUTES).
+NEXT_POLL: Final = timedelta(minutes=5)
 
 InboxOpener = Callable[[PartnerConfig], AbstractContextManager[Inbox]]
 
@@ -88,6 +96,9 @@ class PollResult:
     files: list[FileOutcome] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # seen, not yet stable (or incomplete)
     incomplete: dict[str, str] = field(default_factory=dict)  # waiting: why, by file
+    # Waiting: the earliest poll that can take it (the next one; for a file that ends
+    # inside a row, once it stood still for the grace), by file.
+    earliest: dict[str, datetime] = field(default_factory=dict)
     error: str | None = None  # the inbox could not be reached or listed
 
     @property
@@ -102,6 +113,7 @@ class PollResult:
             "files": [f.as_dict() for f in self.files],
             "waiting": self.waiting,
             "incomplete": self.incomplete,
+            "earliest": {name: at.isoformat() for name, at in self.earliest.items()},
         }
 
 
@@ -133,9 +145,11 @@ def poll(
     now: datetime,
     opener: InboxOpener = open_inbox,
     incomplete_grace: timedelta = INCOMPLETE_GRACE,
+    next_poll: timedelta = NEXT_POLL,
 ) -> list[PollResult]:
     """Poll one partner (by name) or every partner with an inbox; never raises for one
-    partner's trouble: it is in that partner's PollResult."""
+    partner's trouble: it is in that partner's PollResult. `next_poll` is how soon the
+    next poll comes (the clock's interval): a waiting file's earliest time."""
     if partner_name is not None:
         chosen = [partners[partner_name]] if partner_name in partners else []
         if not chosen:
@@ -144,10 +158,81 @@ def poll(
         chosen = [p for p in partners.values() if p.sftp is not None or p.local_dir is not None]
     return [
         poll_partner(
-            engine, hasher, policy, p, now=now, opener=opener, incomplete_grace=incomplete_grace
+            engine,
+            hasher,
+            policy,
+            p,
+            now=now,
+            opener=opener,
+            incomplete_grace=incomplete_grace,
+            next_poll=next_poll,
         )
         for p in chosen
     ]
+
+
+def poll_now(
+    engine: Engine,
+    hasher: Hasher,
+    policy: PolicyConfig,
+    partners: Mapping[str, PartnerConfig],
+    partner_name: str | None = None,
+    *,
+    now: datetime,
+    settle: Callable[[], datetime],
+    opener: InboxOpener = open_inbox,
+    incomplete_grace: timedelta = INCOMPLETE_GRACE,
+    next_poll: timedelta = NEXT_POLL,
+) -> list[PollResult]:
+    """Poll, and when a file waits only because this poll saw it first, let `settle` pass
+    (the caller waits a few seconds and returns the time then) and poll those partners
+    again: a file whose size and mtime stood still since the first poll is taken now, not
+    at the clock's next poll. A file still growing still waits: the rule is the same, only
+    the interval is the caller's. Each partner's result holds the files of both polls."""
+    first = poll(
+        engine,
+        hasher,
+        policy,
+        partners,
+        partner_name,
+        now=now,
+        opener=opener,
+        incomplete_grace=incomplete_grace,
+        next_poll=next_poll,
+    )
+    again = [r.partner for r in first if r.error is None and set(r.waiting) - set(r.incomplete)]
+    if not again:
+        return first
+    later = settle()
+    second = {
+        r.partner: r
+        for name in again
+        for r in poll(
+            engine,
+            hasher,
+            policy,
+            partners,
+            name,
+            now=later,
+            opener=opener,
+            incomplete_grace=incomplete_grace,
+            next_poll=next_poll,
+        )
+    }
+    return [_merged(r, second[r.partner]) if r.partner in second else r for r in first]
+
+
+def _merged(first: PollResult, second: PollResult) -> PollResult:
+    """One partner's two polls as one: the files either took, what still waits after the
+    second (or the second's error)."""
+    return PollResult(
+        first.partner,
+        files=[*first.files, *second.files],
+        waiting=second.waiting,
+        incomplete=second.incomplete,
+        earliest=second.earliest,
+        error=second.error,
+    )
 
 
 def poll_partner(
@@ -159,11 +244,14 @@ def poll_partner(
     now: datetime,
     opener: InboxOpener = open_inbox,
     incomplete_grace: timedelta = INCOMPLETE_GRACE,
+    next_poll: timedelta = NEXT_POLL,
 ) -> PollResult:
     result = PollResult(partner.name)
     try:
         with opener(partner) as inbox:
             _poll(engine, hasher, policy, partner, inbox, now, result, incomplete_grace)
+        for name in result.waiting:
+            result.earliest.setdefault(name, now + next_poll)
     except InboxError as exc:
         result.error = exc.reason
         log.warning("partner poll failed", extra={"partner": partner.name, "reason": exc.reason})
@@ -227,6 +315,7 @@ def _poll(
         if outcome.outcome == INCOMPLETE and still is not None and still < incomplete_grace:
             result.waiting.append(f.name)
             result.incomplete[f.name] = outcome.error or TRUNCATED
+            result.earliest[f.name] = max(now + (incomplete_grace - still), now)
             log.info("partner file ends inside a row: waiting", extra={"partner": partner.name})
             continue
         if outcome.outcome == INCOMPLETE and outcome.result is not None:

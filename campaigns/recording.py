@@ -90,16 +90,22 @@ def record(
 def reconcile_unknown(
     engine: Engine, channel: Channel, campaign_id: int, ids: Sequence[int], now: datetime
 ) -> int:
-    """Ask the channel which `unknown` recipients it did receive; those become `sent`."""
+    """Ask the channel which `unknown` recipients it did receive; those become `sent` (or
+    what the channel's receiving makes of them: `listed` for a call list)."""
     found = channel.reconcile(campaign_id, ids)
     if not found:
         return 0
+    state = getattr(channel, "received_state", SENT)
     with engine.begin() as conn:
         conn.execute(
             update(recipients)
             .where(recipients.c.id == bindparam("rid"), recipients.c.state == UNKNOWN)
             .values(
-                state=SENT, provider_id=bindparam("pid"), sent_at=now, error=None, updated_at=now
+                state=state,
+                provider_id=bindparam("pid"),
+                sent_at=now if state == SENT else None,
+                error=None,
+                updated_at=now,
             ),
             [{"rid": rid, "pid": pid} for rid, pid in found.items()],
         )

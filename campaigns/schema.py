@@ -189,6 +189,28 @@ erasure_destinations = Table(
     Index("ix_erasure_destinations_contact_id", "contact_id"),
 )
 
+# A number the call centre reported as not this person's (a `wrong_number` outcome,
+# campaigns.calllist.outcomes): the contact's phone was detached, and this row keeps the
+# pairing, so that an import bringing the same person with the same number again does not
+# re-attach it without new evidence (campaigns.contactlookup.pairing). `pairing_hash` is
+# keyed: the SHA-256 of the contact id and the number's keyed digest under `key_id`, one row
+# per configured key at the time of the report (like a ledger entry). No plaintext: the
+# number itself is gone from the contact. `forget` deletes the contact's rows (ALL-4).
+wrong_numbers = Table(
+    "wrong_numbers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contact_id", Id, nullable=False),  # contacts.id (explain, erasure)
+    Column("pairing_hash", LargeBinary(32), nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("campaign_id", Id, nullable=True),  # the call list the outcome came back on
+    Column("source_event", String(200), nullable=False),  # <reference>:wrong_number
+    Column("reported_at", DateTime(timezone=True), nullable=False),  # the outcome's time
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("pairing_hash", "source_event"),
+    Index("ix_wrong_numbers_contact_id", "contact_id"),
+)
+
 # Columns that hold plaintext personal data, by table: what erasure must clear.
 PLAINTEXT_COLUMNS: dict[str, tuple[str, ...]] = {
     "contacts": ("email", "phone", "first_name", "last_name", "street", "postal_code", "city"),

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, select, update
 
@@ -118,12 +118,14 @@ class Sender:
                 return result
             now = self.now()
             if camp.channel == "sms" and not may_send_sms(now):
-                # ES-6: outside the SMS window the batch waits; it is not dropped.
+                # ES-6: outside the SMS window the batch waits; it is not dropped. Stored in
+                # UTC: SQLite keeps a time without its offset, and the reconciliation that
+                # takes the batch at its time compares it with a time in UTC.
                 opening = next_opening(now, may_send_sms)
                 conn.execute(
                     update(batches)
                     .where(batches.c.campaign_id == campaign_id, batches.c.batch_no == batch_no)
-                    .values(state="waiting", not_before=opening)
+                    .values(state="waiting", not_before=opening.astimezone(UTC))
                 )
                 result.delay_until = opening
                 result.skipped = "quiet_hours"

@@ -40,7 +40,56 @@ class MessageTemplate:
         return cls("", text)
 
     def render(self, values: dict[str, Any]) -> tuple[str, str]:
-        return _compiled(self.subject).render(values), _compiled(self.body).render(values)
+        """Subject and body. An empty source notice (GD-1: not a partner lead) leaves no
+        trace: neither the blank paragraph of a notice on a line of its own nor the
+        double space of one inside a sentence."""
+        if values.get(SOURCE_NOTICE) != "":
+            return _compiled(self.subject).render(values), _compiled(self.body).render(values)
+        marked = {**values, SOURCE_NOTICE: _NO_NOTICE}
+        return (
+            _without_notice(_compiled(self.subject).render(marked)),
+            _without_notice(_compiled(self.body).render(marked)),
+        )
+
+
+# Stands for an empty source notice while rendering, so that the text around it can be
+# tidied afterwards; no template text contains a NUL.
+_NO_NOTICE = "\x00no-source-notice\x00"
+
+
+def _without_notice(text: str) -> str:
+    """The rendered text with each empty notice taken out: a line holding only the notice
+    goes, with one of the blank lines around it; inside a line, one space stays."""
+    if _NO_NOTICE not in text:
+        return text
+    lines = text.split("\n")
+    kept: list[str] = []
+    skip_blank = False
+    for line in lines:
+        if line.strip() == _NO_NOTICE:
+            # A paragraph of its own: drop it, and the blank line after it when one is
+            # before it too (else two paragraphs would be two blank lines apart) or it
+            # opens the text.
+            skip_blank = not kept or not kept[-1].strip()
+            continue
+        if skip_blank and not line.strip():
+            skip_blank = False
+            continue
+        skip_blank = False
+        kept.append(_inline_without_notice(line))
+    return "\n".join(kept)
+
+
+def _inline_without_notice(line: str) -> str:
+    while _NO_NOTICE in line:
+        before, _, after = line.partition(_NO_NOTICE)
+        if before.endswith(" ") and (after.startswith(" ") or not after):
+            before = before.rstrip(" ") + (" " if after else "")
+            after = after.lstrip(" ")
+        elif not before.strip():
+            after = after.lstrip(" ")
+        line = before + after
+    return line
 
 
 @dataclass(frozen=True, slots=True)

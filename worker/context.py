@@ -97,7 +97,9 @@ def make_clock(demo_now: str | None, demo_now_at: float | None = None) -> Callab
     the wall clock (tests/unit/test_wall_clock.py holds it)."""
     if not demo_now:
         return lambda: datetime.now(UTC)  # wall-clock: the composition root's clock
-    fixed = _instant("OUTREACH_DEMO_NOW", demo_now)
+    # In UTC, as the real clock's: a store that keeps times without their zone (SQLite)
+    # then holds UTC whichever clock wrote them.
+    fixed = _instant("OUTREACH_DEMO_NOW", demo_now).astimezone(UTC)
     if demo_now_at is not None:
         return lambda: fixed + timedelta(seconds=time.monotonic() - demo_now_at)
     started = datetime.now(UTC)  # wall-clock: the demo clock's start

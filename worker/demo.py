@@ -26,6 +26,12 @@ OUT = Path("demo-output")
 SECRET_FILE = Path(".outreach-secret")
 
 
+def error_report_text(path: Path) -> str:
+    """An error report as the terminal shows it. The file starts with a BOM, so that Excel
+    opens it as UTF-8; a terminal would show the BOM as a stray character."""
+    return path.read_text(encoding="utf-8-sig").strip()
+
+
 def _secret() -> str:
     """OUTREACH_SECRET_KEY from the environment, or a local key file made for the demo."""
     if os.environ.get("OUTREACH_SECRET_KEY"):
@@ -120,7 +126,7 @@ def main() -> int:
     for name in ("boligpartner", "stromtilbud"):
         for report in sorted((OUT / "sftp" / name / "errors").glob("*")):
             console.print(f"[dim]error report for {name}: {report}[/]")
-            console.print(report.read_text(encoding="utf-8").strip(), highlight=False)
+            console.print(error_report_text(report), highlight=False)
     _run(
         "customers",
         "import",

@@ -8,13 +8,16 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from suppression.errors import ConfigurationError
-from suppression.keys import Hasher
-from suppression.policy import PolicyConfig
+
+if TYPE_CHECKING:  # imported where built: a store-only command loads no policy (holidays)
+    from suppression.keys import Hasher
+    from suppression.policy import PolicyConfig
 
 _ENV_NAMES = {
     "database_url": "DATABASE_URL",
@@ -39,6 +42,7 @@ class Settings(BaseSettings):
         default="Trygg Hjem Alarm AS", alias="OUTREACH_ORGANISATION_NAME"
     )
     organisation_number: str = Field(default="999999999", alias="OUTREACH_ORGANISATION_NUMBER")
+    organisation_contact: str = Field(default="", alias="OUTREACH_ORGANISATION_CONTACT")
     partner_consent_max_age_days: int = Field(
         default=180, alias="OUTREACH_PARTNER_CONSENT_MAX_AGE_DAYS", ge=1
     )
@@ -138,11 +142,15 @@ class Settings(BaseSettings):
         return url
 
     def hasher(self) -> Hasher:
+        from suppression.keys import Hasher
+
         # Comma-separated, newest first; spaces around a key are not part of it.
         previous = [k.strip().encode() for k in self.previous_secret_keys.split(",") if k.strip()]
         return Hasher(self.secret_key.encode(), previous)
 
     def policy(self) -> PolicyConfig:
+        from suppression.policy import PolicyConfig
+
         return PolicyConfig(
             organisation_name=self.organisation_name,
             organisation_number=self.organisation_number,

@@ -1,10 +1,22 @@
-"""The call centre's outcomes back into the ledger (TP-7, ALL-1).
+"""The call centre's outcomes back into the ledger (TP-7, ALL-1), and wrong numbers off
+their contacts.
 
 Columns (English or Norwegian names): reference, outcome in reached, no_answer,
 objection, reservert, wrong_number; optional note and time. An objection or a
 reservation is in the ledger when `import_outcomes` returns; the source event is the
 row's reference and outcome, so importing the same file twice changes nothing. Bad
 rows are reported (row, field, reason) and good rows kept. Notes are never stored.
+
+A wrong number ("Annen person svarte") says the number is not this person's, not that
+anyone objects: the number is detached from the contact for every channel (its phone,
+phone type and phone digest cleared, so no launch, send-time check, call list or SMS
+reaches it as this person's), and the keyed pairing of contact and number is kept in
+`wrong_numbers`, so that a later import of the same person with the same number does not
+attach it again without newer consent (campaigns.contactlookup.pairing). No ledger
+entry: a phone-scope suppression on the number would stop its real owner's own consented
+messages for good (ES-1), where RULES.md stops a number only on its holder's own no
+(ALL-1 objection, ALL-2 opt-out, TP-7 "don't call me"; ALL-5 would then need a new
+consent to lift it). The person stays off the next call list because they have no phone.
 """
 
 from __future__ import annotations
@@ -18,11 +30,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from campaigns.calllist.references import PATTERN, reference, resolve
 from campaigns.campaign_schema import SENT, recipients
-from campaigns.schema import contacts
+from campaigns.contactlookup import pairing
+from campaigns.schema import contacts, wrong_numbers
 from suppression.calendar import OSLO
 from suppression.errors import FileRefused, RowError
 from suppression.keys import Hasher
@@ -42,7 +57,8 @@ LEDGER_ENTRY: Final[dict[str, tuple[str, str] | None]] = {
     OBJECTED: ("all", OBJECTION),
     # TP-7: "don't call me" (reservert) stops calls: a channel opt-out, scope phone.
     RESERVED: ("phone", UNSUBSCRIBE),
-    WRONG_NUMBER: ("phone", "wrong_number"),
+    # Not a no of the number's holder: the number leaves the contact instead (see above).
+    WRONG_NUMBER: None,
 }
 _OUTCOME_ALIASES: Final = {
     "reached": REACHED, "nådd": REACHED, "svarte": REACHED,
@@ -62,8 +78,9 @@ _COLUMN_ALIASES: Final = {
 @dataclass
 class OutcomeImport:
     rows: int = 0
-    recorded: int = 0  # outcome rows that added ledger entries
+    recorded: int = 0  # outcome rows that added ledger entries or detached a number
     already_recorded: int = 0  # outcome rows whose entries were there (an earlier import)
+    detached: int = 0  # wrong numbers taken off their contacts by this import
     by_outcome: Counter[str] = field(default_factory=Counter)
     errors: list[RowError] = field(default_factory=list)  # rows not used
     warnings: list[RowError] = field(default_factory=list)  # rows used with a default
@@ -73,6 +90,7 @@ class OutcomeImport:
             "rows": self.rows,
             "recorded": self.recorded,
             "already_recorded": self.already_recorded,
+            "detached": self.detached,
             "by_outcome": dict(self.by_outcome),
             "errors": [vars_of(e) for e in self.errors],
             "warnings": [vars_of(e) for e in self.warnings],
@@ -142,8 +160,8 @@ def import_outcomes(engine: Engine, hasher: Hasher, path: Path, now: datetime) -
             )
             when = now
         parsed.append((line, ref, int(match[1]), outcome, when))
-    entries = _ledger_rows(engine, hasher, parsed, result, now)
-    if entries:
+    entries, detaches = _ledger_rows(engine, hasher, parsed, result, now)
+    if entries or detaches:
         with engine.begin() as conn:
             ledger = Ledger(conn, hasher)
             for per_row in entries:
@@ -151,7 +169,81 @@ def import_outcomes(engine: Engine, hasher: Hasher, path: Path, now: datetime) -
                     result.recorded += 1
                 else:
                     result.already_recorded += 1
+            for detach in detaches:
+                if _detach(conn, hasher, detach, now):
+                    result.recorded += 1
+                    result.detached += 1
+                else:
+                    result.already_recorded += 1
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """A recipient on a call list: its contact, the number as listed and the contact's
+    digests now."""
+
+    contact_id: int
+    keys: list[tuple[bytes, str, str]]  # (digest, key id, identity kind), the listed one first
+
+
+@dataclass(frozen=True, slots=True)
+class _Detach:
+    """A wrong number to take off its contact."""
+
+    contact_id: int
+    listed: tuple[bytes, str]  # the number's digest on the list, and its key
+    campaign_id: int
+    source_event: str
+    reported_at: datetime
+
+
+def _detach(conn: Connection, hasher: Hasher, detach: _Detach, now: datetime) -> bool:
+    """Clear the contact's phone if it is still the number listed, and keep the pairing
+    under every configured key (campaigns.contactlookup.pairing); False when there was
+    nothing left to do (an earlier import of the same outcome, or the person erased).
+
+    The contact is re-read locked: an import may have changed its phone since the list."""
+    found = conn.execute(
+        select(contacts.c.phone, contacts.c.phone_hash)
+        .where(contacts.c.id == detach.contact_id)
+        .with_for_update()
+    ).first()
+    if found is None or (found.phone is None and found.phone_hash is not None):
+        return False  # erased (ALL-4): nothing of the person is filled again anyway
+    digest, key_id = detach.listed
+    pairs: list[tuple[bytes, str]] = []
+    phone: str | None = found.phone
+    if phone and hasher.knows(key_id) and hasher.digest("phone", phone, key_id) == digest:
+        pairs = [
+            (pairing(detach.contact_id, k.digest), k.key_id)
+            for k in hasher.keyed_all("phone", phone)
+        ]
+        conn.execute(
+            update(contacts)
+            .where(contacts.c.id == detach.contact_id)
+            .values(phone=None, phone_type=None, phone_hash=None, updated_at=now)
+        )
+    if not pairs:
+        # Not (or no longer) the contact's number: the pairing as listed is kept all the
+        # same, so that an import does not attach it to this person again.
+        pairs = [(pairing(detach.contact_id, digest), key_id)]
+    rows = [
+        {
+            "contact_id": detach.contact_id, "pairing_hash": pair, "key_id": key,
+            "campaign_id": detach.campaign_id, "source_event": detach.source_event,
+            "reported_at": detach.reported_at, "recorded_at": now.astimezone(UTC),
+        }
+        for pair, key in pairs
+    ]  # fmt: skip
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    # A row at a time (a key or two), counted by what RETURNING gives back: the rowcount of
+    # an INSERT ... ON CONFLICT is not known on every driver (psycopg here says -1).
+    added = 0
+    for row in rows:
+        stmt = insert(wrong_numbers).values(row).on_conflict_do_nothing()
+        added += len(conn.execute(stmt.returning(wrong_numbers.c.id)).all())
+    return added > 0
 
 
 def _ledger_rows(
@@ -160,20 +252,22 @@ def _ledger_rows(
     parsed: list[tuple[int, str, int, str, datetime]],
     result: OutcomeImport,
     now: datetime,
-) -> list[list[dict[str, object]]]:
+) -> tuple[list[list[dict[str, object]]], list[_Detach]]:
     """Find each row's recipient; an outcome that is a no becomes ledger rows: on the
-    phone for a reservation or a wrong number, on every identity of the person for an
-    objection (ALL-1: it is the person's no, whichever address they are reached at)."""
+    phone for a reservation, on every identity of the person for an objection (ALL-1: it
+    is the person's no, whichever address they are reached at); a wrong number becomes a
+    detach of the number listed."""
     campaign_ids = {cid for _, _, cid, _, _ in parsed}
-    people: dict[int, dict[int, list[tuple[bytes, str, str]]]] = {}  # campaign -> rid -> keys
+    people: dict[int, dict[int, _Listed]] = {}  # campaign -> recipient id -> listed
     with engine.connect() as conn:
         for cid in campaign_ids:
             people[cid] = {}
             for r in conn.execute(
                 select(
-                    recipients.c.id, recipients.c.key_hash,
+                    recipients.c.id, recipients.c.key_hash, recipients.c.contact_id,
                     recipients.c.key_id.label("listed_key_id"), contacts.c.key_id,
-                    contacts.c.phone_hash, contacts.c.email_hash, contacts.c.name_address_hash,
+                    contacts.c.phone_hash, contacts.c.email_hash,
+                    contacts.c.name_address_hash,
                 )
                 .join(contacts, contacts.c.id == recipients.c.contact_id)
                 .where(recipients.c.campaign_id == cid, recipients.c.state == SENT)
@@ -188,10 +282,11 @@ def _ledger_rows(
                 ):
                     if digest is not None and bytes(digest) != keys[0][0]:
                         keys.append((bytes(digest), r.key_id, kind))
-                people[cid][int(r.id)] = keys
+                people[cid][int(r.id)] = _Listed(int(r.contact_id), keys)
     index = {reference(hasher, cid, rid): rid for cid, found in people.items() for rid in found}
     recorded_at = now.astimezone(UTC)
     entries: list[list[dict[str, object]]] = []
+    detaches: list[_Detach] = []
     for line, ref, cid, outcome, when in parsed:
         rid = index.get(ref)
         if rid is None:  # made under an earlier key, or not ours
@@ -200,11 +295,18 @@ def _ledger_rows(
             result.errors.append(RowError(line, "reference", "no such recipient on a call list"))
             continue
         result.by_outcome[outcome] += 1
+        listed = people[cid][rid]
+        if outcome == WRONG_NUMBER:
+            digest, key_id, _kind = listed.keys[0]
+            detaches.append(
+                _Detach(listed.contact_id, (digest, key_id), cid, f"{ref}:{outcome}", when)
+            )
+            continue
         entry = LEDGER_ENTRY[outcome]
         if entry is None:
             continue
         scope, reason = entry
-        found = people[cid][rid]
+        found = listed.keys
         keys = found if reason == OBJECTION else [k for k in found if k[2] == "phone"]
         entries.append(
             [
@@ -217,4 +319,4 @@ def _ledger_rows(
                 for digest, key_id, kind in keys
             ]
         )  # fmt: skip
-    return entries
+    return entries, detaches

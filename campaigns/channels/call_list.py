@@ -1,15 +1,17 @@
 """The call-list channel: "sending" a call campaign puts the recipient on its call list.
 
-Nothing leaves the process here: a recipient recorded `sent` (provider id
-`calllist:<campaign>`) is handed to the call centre, and the list itself is written
-by `outreach calllist export` (campaigns.calllist), which checks the register's
-freshness (TP-2), the caller id (TP-6) and the ledger again (ALL-6) when it writes.
+Nothing leaves the process here: a recipient recorded `listed` (provider id
+`calllist:<campaign>`) is on the list, and becomes `sent` when `outreach calllist export`
+(campaigns.calllist) hands it to the call centre, after checking the register's freshness
+(TP-2), the caller id (TP-6) and the ledger again (ALL-6). Until then it is no contact:
+the frequency cap (ALL-8) counts it from the export.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from campaigns.campaign_schema import LISTED
 from campaigns.channels.base import Channel, Outcome, OutgoingMessage
 
 
@@ -19,6 +21,8 @@ def provider_id(campaign_id: int) -> str:
 
 class CallListChannel(Channel):
     name = "call_list"
+    # What a recipient the channel did receive becomes (campaigns.recording).
+    received_state = LISTED
 
     def build(self, message: OutgoingMessage) -> str:
         return message.to
@@ -38,7 +42,7 @@ class CallListChannel(Channel):
             else:
                 outcomes.append(
                     Outcome(
-                        message.recipient_id, "sent", provider_id=provider_id(message.campaign_id)
+                        message.recipient_id, LISTED, provider_id=provider_id(message.campaign_id)
                     )
                 )
         return outcomes

@@ -17,6 +17,7 @@ from typing import Final
 from sqlalchemy import Connection, Engine, bindparam, select
 
 from campaigns.campaign_schema import IDENTITY_KIND, campaigns, recipients
+from campaigns.schema import contacts
 from suppression import tokens
 from suppression.keys import Hasher, KeyedHash
 from suppression.ledger import CHANNEL_SCOPES, OBJECTION, UNSUBSCRIBE, Ledger, Status, entry_rows
@@ -170,6 +171,26 @@ class PageView:
     target: TokenTarget
     scope: str  # the scope of the token's channel
     stopped: frozenset[str]  # scopes already stopped for the identity
+    # Whether the person is our customer: only a customer is told that messages about
+    # the agreement continue (a partner lead has no agreement).
+    customer: bool = False
+
+
+def is_customer(conn: Connection, target: TokenTarget) -> bool:
+    """Whether the token's person is a customer: the recipient's contact, or for a token
+    row the contact holding the token's identity. An erased person is no one's."""
+    if target.kind == tokens.RECIPIENT:
+        found = (
+            select(contacts.c.is_customer)
+            .join(recipients, recipients.c.contact_id == contacts.c.id)
+            .where(recipients.c.id == target.token_id)
+        )
+    elif target.identity_kind in ("email", "phone"):
+        column = contacts.c.email_hash if target.identity_kind == "email" else contacts.c.phone_hash
+        found = select(contacts.c.is_customer).where(column == target.key_hash)
+    else:
+        return False
+    return any(bool(flag) for flag in conn.execute(found).scalars())
 
 
 def view(engine: Engine, hasher: Hasher, token: str) -> PageView | None:
@@ -178,7 +199,12 @@ def view(engine: Engine, hasher: Hasher, token: str) -> PageView | None:
         target = find(conn, hasher, token)
         if target is None:
             return None
-        return PageView(target, channel_scope(target), stopped_scopes(conn, hasher, target))
+        return PageView(
+            target,
+            channel_scope(target),
+            stopped_scopes(conn, hasher, target),
+            is_customer(conn, target),
+        )
 
 
 def submit(

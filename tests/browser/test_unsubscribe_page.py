@@ -21,6 +21,7 @@ from suppression.schema import ledger_entries
 from tests.browser.live_server import LiveServer, make_context
 from tests.clock import NOW
 from tests.conftest import ORG_NAME
+from tests.factories import add_person
 from tests.services import IN_CI
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -167,3 +168,26 @@ def test_an_unknown_link_shows_a_plain_norwegian_page(
     expect(page.get_by_role("heading", level=1)).to_have_text("Fant ikke lenken")
     _shot(page, "nb-not-found", request)
     context.close()
+
+
+def test_a_partner_lead_hears_nothing_of_an_agreement_and_is_told_how_to_reach_us(
+    browser: Browser, store_url: str, hasher: Hasher, request: pytest.FixtureRequest
+) -> None:
+    contact = "kundeservice@example.no"
+    with LiveServer(make_context(store_url, OUTREACH_ORGANISATION_CONTACT=contact)) as live:
+        with live.engine.begin() as conn:
+            add_person(conn, hasher, 1, partner="Partner A")  # a lead, not a customer
+        token = _token(live, hasher, "ola1@example.com", "email")
+        context = browser.new_context(locale="nb-NO", java_script_enabled=False)
+        page = context.new_page()
+        page.goto(f"{live.url}/u/{token}")
+        expect(page.get_by_text("Dette gjelder bare markedsføring.")).to_be_visible()
+        expect(page.get_by_text("avtalen")).to_have_count(0)
+        _shot(page, "nb-lead-page", request)
+
+        page.get_by_role("button", name="Stopp e-post").click()
+
+        expect(page.get_by_role("heading", level=1)).to_have_text("Du er avmeldt")
+        expect(page.get_by_text(f"Ta kontakt med oss på {contact}")).to_be_visible()
+        _shot(page, "nb-lead-done", request)
+        context.close()

@@ -56,6 +56,9 @@ ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("calllist", "outcomes"): ("{dir}/file.csv",),
     ("campaign", "cancel"): ("1",),
     ("campaign", "create"): CREATE,
+    ("campaign", "edit"): ("1", "--name", "n2"),
+    ("campaign", "list"): (),
+    ("campaign", "show"): ("1",),
     ("campaign", "launch"): ("1",),
     ("campaign", "pause"): ("1",),
     ("campaign", "preview"): ("1",),
@@ -394,3 +397,48 @@ def test_suppress_check_imports_only_what_it_needs(folder: Path, sqlite_store: s
     )
     assert {m for m in found if m.startswith("worker.commands.")} == {"worker.commands.suppress"}
     assert {m.split(".")[0] for m in found} & set(HEAVY) == set()
+
+
+def _listed(help_text: str) -> dict[str, str]:
+    """The Commands section of a --help: name -> its summary, wrapped lines joined."""
+    listed: dict[str, str] = {}
+    name = ""
+    for line in help_text.split("Commands:", 1)[1].splitlines():
+        if not line.strip():
+            continue
+        if line.startswith("  ") and not line.startswith("   "):
+            name, _, summary = line.strip().partition(" ")
+            listed[name] = summary.strip()
+        else:
+            listed[name] += " " + line.strip()
+    return listed
+
+
+def test_no_summary_in_any_help_is_cut() -> None:
+    """The top-level listing showed "forget  Erase a person (GDPR art." and every group's
+    listing cut summaries with "...": each summary is whole, and is its command's first
+    sentence, on the top level and in every group."""
+    runner = CliRunner()
+    top = runner.invoke(main, ["--help"], terminal_width=80)
+    assert top.exit_code == 0, top.output
+    listed = _listed(top.output)
+    assert listed.keys() == COMMANDS.keys()
+    assert listed["forget"].startswith("Erase a person (GDPR art. 17): every plaintext trace")
+    groups = 0
+    for name, (_, short) in COMMANDS.items():
+        assert listed[name] == short, name
+        assert not listed[name].endswith("..."), name
+        sub = runner.invoke(main, [name, "--help"], terminal_width=80)
+        assert sub.exit_code == 0, sub.output
+        if "Commands:" not in sub.output:
+            continue
+        groups += 1
+        group = main.get_command(click.Context(main), name)
+        assert isinstance(group, click.Group)
+        for sub_name, summary in _listed(sub.output).items():
+            command = group.commands[sub_name]
+            assert not summary.endswith("..."), (name, sub_name, summary)
+            help_text = " ".join((command.help or "").split())
+            assert help_text.startswith(summary.rstrip(".")), (name, sub_name, summary)
+            assert summary.endswith((".", ")")) or summary == help_text, (name, sub_name)
+    assert groups >= 9

@@ -309,3 +309,30 @@ def test_forgetting_twice_adds_nothing_the_second_time(cli: Cli, engine: Engine)
     again = json.loads(cli("forget", "--email", EMAIL, "--json").output)
     assert first["ledger_entries_added"] == 3  # email, phone, name+address
     assert again["ledger_entries_added"] == 0
+
+
+def test_after_forget_explain_shows_the_erasure_once_and_labels_it_erasure(
+    engine: Engine, store_url: str
+) -> None:
+    """One line per fact (issue 19, point 5): the erasure is written under each of the
+    person's identities and, during a rotation, under each key; explain shows it once,
+    and the decision says erasure (ALL-4), not objection, though it stops every channel
+    as an objection would (the policy's ALL-1)."""
+    add_person(engine)
+    rotating = Cli(store_url)
+    rotating.env["OUTREACH_SECRET_KEY"] = "test-only-new-secret-key-0123456789"
+    rotating.env["OUTREACH_PREVIOUS_SECRET_KEYS"] = SECRET
+    assert rotating("forget", "--email", EMAIL).exit_code == 0
+    with engine.connect() as conn:
+        stored = conn.execute(select(ledger_entries.c.id)).all()
+    assert len(stored) >= 3  # email, phone, name+address, each under the keys
+
+    for identity in (("--email", EMAIL), ("--phone", PHONE)):
+        result = rotating("explain", *identity)
+        assert result.exit_code == 0, result.output
+        shown = " ".join(result.output.split())
+        assert shown.count("reason=erasure") == 1, shown
+        assert "excluded:objection" not in shown
+        assert shown.count("excluded:erasure by ALL-4") == 4  # one per channel
+    decisions = explain(rotating, "--email", EMAIL)["decisions"]
+    assert {d["decision"] for d in decisions.values()} == {"excluded:objection"}  # as launched

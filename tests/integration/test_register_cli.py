@@ -46,7 +46,7 @@ def test_register_load_without_json_says_what_it_loaded(cli: Cli, tmp_path: Path
     path.write_text(GOOD, encoding="utf-8")
     result = cli("register", "load", str(path), "--date", SECOND)
     assert result.exit_code == 0, result.output
-    assert "2 keys" in result.output
+    assert "2 rows: 2 phone numbers (2 reserved against calls, 1 against post)" in result.output
 
 
 def test_a_bad_register_file_exits_5_naming_the_line_and_field_and_keeps_the_old_one(
@@ -63,6 +63,32 @@ def test_a_bad_register_file_exits_5_naming_the_line_and_field_and_keeps_the_old
     assert "41234570" not in result.output
     status = json.loads(cli("register", "status", "--json").output)
     assert status["snapshot_date"] == FIRST
+
+
+# Three rows: one a phone number with a name and address, one a name and address only,
+# one both again; reservations against calls (telefon), post, or both (begge).
+MIXED = (
+    "telefon;navn;adresse;postnummer;reservasjon\n"
+    "41234567;Kari Nordmann;Storgata 1;0155;begge\n"
+    ";Ola Nordmann;Storgata 2;0155;post\n"
+    "41234568;Per Hansen;Storgata 3;0155;begge\n"
+)
+
+
+def test_register_load_says_rows_and_what_each_became_not_keys(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "register.csv"
+    path.write_text(MIXED, encoding="utf-8")
+    result = cli("register", "load", str(path), "--date", SECOND)
+    assert result.exit_code == 0, result.output
+    assert (
+        "3 rows: 2 phone numbers (2 reserved against calls, 2 against post), "
+        "3 names with address (2 reserved against calls, 3 against post)"
+    ) in result.output
+    assert "keys" not in result.output
+    payload = json.loads(cli("register", "load", str(path), "--date", SECOND, "--json").output)
+    assert (payload["rows"], payload["keys"]) == (3, 5)
+    assert payload["phone_numbers"] == {"count": 2, "reserved_phone": 2, "reserved_post": 2}
+    assert payload["names_with_address"] == {"count": 3, "reserved_phone": 2, "reserved_post": 3}
 
 
 def test_register_load_needs_a_valid_date(cli: Cli, tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,11 @@ from campaigns.intake import import_lead_file
 from campaigns.polling import (
     ARCHIVED,
     INCOMPLETE_GRACE,
+    NEXT_POLL,
     REJECTED,
     PollResult,
     poll,
+    poll_now,
     poll_partner,
 )
 from campaigns.schema import consent_records, contacts, imports, sftp_observations
@@ -29,6 +32,7 @@ from suppression.keys import Hasher
 from suppression.policy import PolicyConfig
 from tests import partner_files
 from tests.clock import NOW, TestClock
+from tests.conftest import Cli
 from tests.partner_files import person
 from tests.sftp_server import SftpServer, known_hosts_line, new_key, sftp_server
 
@@ -362,3 +366,161 @@ def test_a_partner_nobody_listens_for_fails_within_the_timeout_and_others_are_st
     results = poll(engine, hasher, policy_config, {"borte": closed, "boligpartner": good}, now=NOW)
     assert results[0].error is not None and "cannot reach" in results[0].error
     assert results[1].ok and [f.outcome for f in results[1].files] == [ARCHIVED]
+
+
+# Issue 19 point 6: the first poll names when a file can be taken; `--now` takes a file
+# whose size stood still between its two looks, in the same command.
+
+
+def test_a_file_first_seen_says_it_is_taken_at_the_next_poll_and_from_when(
+    poller: Poller, root: Path, clock: TestClock
+) -> None:
+    partner_files.write(root / "inbox" / "leads.csv", ROWS)
+    seen_at = clock()
+    first = poller()
+    assert first.waiting == ["leads.csv"]
+    assert first.earliest == {"leads.csv": seen_at + NEXT_POLL}
+    assert first.as_dict()["earliest"] == {"leads.csv": (seen_at + NEXT_POLL).isoformat()}
+
+
+def test_a_file_that_ends_inside_a_row_says_it_waits_for_the_grace(
+    poller: Poller, root: Path, clock: TestClock
+) -> None:
+    _, cut = cut_in_its_last_row(ROWS)
+    (root / "inbox" / "leads.csv").write_bytes(cut)
+    seen_at = clock()
+    poller()
+    stood = poller()
+    assert "leads.csv" in stood.incomplete
+    assert stood.earliest["leads.csv"] == seen_at + INCOMPLETE_GRACE
+
+
+def poll_now_with(
+    engine: Engine,
+    hasher: Hasher,
+    policy: PolicyConfig,
+    partner: PartnerConfig,
+    clock: TestClock,
+    between: object = None,
+) -> PollResult:
+    """`poll_now` with a settle that moves the test clock (and runs `between` first: the
+    upload going on while the poller waits)."""
+
+    def settle() -> datetime:
+        if callable(between):
+            between()
+        return clock.advance(timedelta(seconds=3))
+
+    (result,) = poll_now(
+        engine, hasher, policy, {partner.name: partner}, partner.name, now=clock(), settle=settle
+    )
+    assert result.error is None, result.error
+    return result
+
+
+def test_poll_now_takes_a_file_first_seen_once_its_size_stood_still_between_two_looks(
+    engine: Engine,
+    hasher: Hasher,
+    policy_config: PolicyConfig,
+    server: SftpServer,
+    root: Path,
+    clock: TestClock,
+) -> None:
+    partner_files.write(root / "inbox" / "leads.csv", ROWS)
+    result = poll_now_with(engine, hasher, policy_config, partner_for(server), clock)
+    assert [(f.name, f.outcome) for f in result.files] == [("leads.csv", ARCHIVED)]
+    assert result.waiting == [] and result.earliest == {}
+    assert count(engine, imports) == 1
+    assert (root / "archive" / "leads.csv").exists()
+
+
+def test_poll_now_leaves_a_file_that_grew_between_its_two_looks(
+    engine: Engine,
+    hasher: Hasher,
+    policy_config: PolicyConfig,
+    server: SftpServer,
+    root: Path,
+    clock: TestClock,
+) -> None:
+    data = partner_files.render([person(n) for n in range(20)])
+    path = root / "inbox" / "leads.csv"
+    path.write_bytes(data[: len(data) // 2])
+    result = poll_now_with(
+        engine, hasher, policy_config, partner_for(server), clock, lambda: path.write_bytes(data)
+    )
+    assert (result.files, result.waiting) == ([], ["leads.csv"])
+    assert count(engine, imports) == 0
+
+
+def test_poll_now_without_a_waiting_file_looks_once(
+    engine: Engine,
+    hasher: Hasher,
+    policy_config: PolicyConfig,
+    server: SftpServer,
+    root: Path,
+    clock: TestClock,
+) -> None:
+    partner_files.write(root / "inbox" / "leads.csv", ROWS)
+    (root / "inbox" / "leads.csv.done").write_bytes(b"")
+
+    def settle() -> datetime:
+        raise AssertionError("nothing waited: no second look")
+
+    (result,) = poll_now(
+        engine,
+        hasher,
+        policy_config,
+        {"boligpartner": partner_for(server)},
+        now=clock(),
+        settle=settle,
+    )
+    assert [f.outcome for f in result.files] == [ARCHIVED]
+
+
+def sftp_partners_file(tmp_path: Path, server: SftpServer) -> Path:
+    path = tmp_path / "partners.toml"
+    path.write_text(
+        f"""
+[partners.boligpartner]
+display_name = "Boligpartner AS"
+[partners.boligpartner.sftp]
+host = "{server.host}"
+port = {server.port}
+user = "boligpartner"
+private_key = "{server.client_key_path}"
+known_hosts = "{server.known_hosts_path}"
+inbox = "/inbox"
+archive = "/archive"
+errors = "/errors"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_the_cli_names_the_file_and_when_it_is_taken_then_poll_now_takes_it(
+    cli: Cli, server: SftpServer, root: Path, tmp_path: Path
+) -> None:
+    cli.env["OUTREACH_PARTNERS_FILE"] = str(sftp_partners_file(tmp_path, server))
+    partner_files.write(root / "inbox" / "leads.csv", ROWS)
+    first = cli("partners", "poll")
+    assert first.exit_code == 0, first.output
+    assert "leads.csv: still arriving" in first.output
+    assert "taken at the next poll from " in first.output and "Europe/Oslo" in first.output
+    assert "partners poll --now" in first.output
+    taken = cli("partners", "poll", "--now", "--settle", "0")
+    assert taken.exit_code == 0, taken.output
+    assert "leads.csv: imported, 2 accepted, 2 refused" in taken.output
+    assert (root / "archive" / "leads.csv").exists()
+
+
+def test_the_cli_poll_now_takes_a_new_file_in_one_command(
+    cli: Cli, server: SftpServer, root: Path, tmp_path: Path
+) -> None:
+    cli.env["OUTREACH_PARTNERS_FILE"] = str(sftp_partners_file(tmp_path, server))
+    partner_files.write(root / "inbox" / "leads.csv", ROWS)
+    result = cli("partners", "poll", "--now", "--settle", "0.2", "--json")
+    assert result.exit_code == 0, result.output
+    (polled,) = json.loads(result.stdout)  # the SSH libraries log on stderr
+    assert [f["outcome"] for f in polled["files"]] == [ARCHIVED]
+    assert polled["waiting"] == []

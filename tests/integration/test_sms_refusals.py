@@ -72,8 +72,10 @@ def test_the_report_counts_the_open_review_items_of_the_campaigns_recipients(
     result = cli("campaign", "report", str(campaign_id), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["review_open"] == 2
-    text = cli("campaign", "report", str(campaign_id))
-    assert "review queue: 2 open" in text.output
+    text = cli("campaign", "report", str(campaign_id))  # nb by default
+    assert "Til gjennomgang: 2 åpne svar" in " ".join(text.output.split())
+    english = cli("campaign", "report", str(campaign_id), "--lang", "en")
+    assert "Review queue: 2 open" in " ".join(english.output.split())
     ctx.engine.dispose()
 
 

@@ -16,15 +16,20 @@ import httpx
 import pytest
 from sqlalchemy import Engine, event, func, select
 
+from campaigns import campaign as campaign_mod
+from campaigns import launch as launch_mod
 from campaigns import people
+from campaigns.campaign_schema import recipients
 from suppression import tokens
 from suppression.identity import email_identity, phone_identity
 from suppression.keys import Hasher
 from suppression.ledger import Ledger
+from suppression.policy import PolicyConfig
 from suppression.schema import ledger_entries
 from tests.browser.live_server import PUBLIC_URL, LiveServer, make_context
 from tests.clock import NOW
 from tests.conftest import ORG_NAME, SECRET
+from tests.factories import add_person
 from worker import db
 
 pytestmark = pytest.mark.integration
@@ -363,3 +368,83 @@ def test_a_forged_token_costs_the_same_database_lookup_as_an_unknown_one(
             assert len(statements) == 1 and "unsubscribe_tokens" in statements[0]
     finally:
         event.remove(site.engine, "before_cursor_execute", count)
+
+
+CUSTOMER_NOTE = "Meldinger om avtalen og alarmen din får du som før."
+MARKETING_ONLY = "Dette gjelder bare markedsføring."
+
+
+def test_only_a_customer_is_told_that_messages_about_the_agreement_continue(
+    site: Site, client: httpx.Client, hasher: Hasher
+) -> None:
+    with site.engine.begin() as conn:
+        add_person(conn, hasher, 1, partner="Partner A")  # a partner lead: no agreement
+        add_person(conn, hasher, 2, partner=None, customer={})
+    lead = client.get(f"{site.url}/u/{site.token('ola1@example.com')}").text
+    assert MARKETING_ONLY in lead and "avtalen" not in lead
+    customer = client.get(f"{site.url}/u/{site.token('ola2@example.com')}").text
+    assert CUSTOMER_NOTE in customer
+    # A person we hold nothing about any more (or never did) is told nothing of an agreement.
+    stranger = client.get(f"{site.url}/u/{site.token('kari.nordmann@example.com')}").text
+    assert MARKETING_ONLY in stranger and "avtalen" not in stranger
+
+
+def test_a_recipient_link_knows_whether_its_recipient_is_a_customer(
+    site: Site, client: httpx.Client, hasher: Hasher, policy_config: PolicyConfig
+) -> None:
+    with site.engine.begin() as conn:
+        add_person(conn, hasher, 1, partner="Partner A")
+        add_person(conn, hasher, 2, partner=None, customer={})
+        camp = campaign_mod.create(
+            conn,
+            name="Vinter",
+            channel="email",
+            purpose="alarm",
+            template_text=(
+                "Hei fra {{ organisation.name }}! {{ source_notice }} Avmeld: {{ unsubscribe_url }}"
+            ),
+            organisation_name=ORG_NAME,
+            now=NOW,
+        )
+        launch_mod.launch(conn, hasher, policy_config, camp.id, now=NOW)
+        signer = tokens.signer(conn, hasher)
+        links = {
+            int(r.contact_id): tokens.for_recipient(signer, int(r.id), r.token_id)
+            for r in conn.execute(
+                select(recipients.c.id, recipients.c.contact_id, recipients.c.token_id).where(
+                    recipients.c.campaign_id == camp.id
+                )
+            )
+        }
+    pages = {cid: client.get(f"{site.url}/u/{token}").text for cid, token in links.items()}
+    lead, customer = (pages[cid] for cid in sorted(pages))
+    assert MARKETING_ONLY in lead and "avtalen" not in lead
+    assert CUSTOMER_NOTE in customer
+
+
+def test_the_confirmation_names_the_organisations_contact(
+    store_url: str, client: httpx.Client, hasher: Hasher
+) -> None:
+    contact = "kundeservice@example.no, 22 00 00 00"
+    ctx = make_context(store_url, OUTREACH_ORGANISATION_CONTACT=contact)
+    with LiveServer(ctx) as server:
+        site = Site(server.url, server.engine, hasher)
+        response = client.post(f"{site.url}/u/{site.token()}", content=ONE_CLICK, headers=FORM)
+        english = client.post(
+            f"{site.url}/u/{site.token('kari@example.com')}",
+            data={"action": "all", "lang": "en"},
+        )
+    assert response.status_code == 200
+    assert f"Ta kontakt med oss på {contact}, så ber vi om samtykket ditt på nytt." in (
+        response.text
+    )
+    assert f"Contact us at {contact}, and we will ask for your consent again." in english.text
+
+
+def test_without_a_configured_contact_the_confirmation_says_how_to_reach_us(
+    site: Site, client: httpx.Client
+) -> None:
+    response = client.post(f"{site.url}/u/{site.token()}", content=ONE_CLICK, headers=FORM)
+    assert response.status_code == 200
+    assert "Svar på en melding fra oss, så ber vi om samtykket ditt på nytt." in response.text
+    assert "Ta kontakt med oss," not in response.text

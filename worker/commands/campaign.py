@@ -12,7 +12,7 @@ from campaigns import report as report_mod
 from campaigns.campaign_schema import QUEUED, batches
 from worker.commands import json_option
 from worker.context import Context
-from worker.output import console, emit_json
+from worker.output import Summaries, console, emit_json
 
 
 def _enqueue(ctx: Context, campaign_id: int) -> list[int]:
@@ -49,7 +49,7 @@ def _run_embedded_if_needed(ctx: Context, campaign_id: int, wait: bool, as_json:
         embedded.run(ctx, [campaign_id], show_progress=not as_json and console.is_terminal)
 
 
-@click.group()
+@click.group(cls=Summaries)
 def campaign() -> None:
     """Campaigns: create, preview, launch, follow, report."""
 
@@ -108,8 +108,11 @@ def create(
     caller_id: str,
     as_json: bool,
 ) -> None:
-    """Create a draft campaign. Refuses templates without the unsubscribe link (ES-4),
-    the sender's identity (ALL-7) or, when partner leads can be reached, the source notice (GD-1)."""
+    """Create a draft campaign. Refuses what would later refuse its sends or its call list:
+    a template without the unsubscribe link (ES-4), the sender's identity (ALL-7) or, when
+    partner leads can be reached, the source notice (GD-1); an SMS over the segment limit
+    (SM-3); a call campaign without a shown landline caller id (TP-6) or without this
+    month's register snapshot (TP-2). Launch checks the same again."""
     ctx = Context.load()
     aud = campaign_mod.Audience(
         customers=audience in ("customers", "both"),
@@ -137,6 +140,7 @@ def create(
             segment_limit=segment_limit,
             now=ctx.clock(),
             batch_size=batch_size,
+            policy=ctx.policy,
         )
     if as_json:
         emit_json({"id": camp.id, "name": camp.name, "channel": camp.channel, "state": camp.state})
@@ -198,7 +202,9 @@ def preview(campaign_id: int, as_json: bool) -> None:
 @click.option("--wait/--no-wait", default=True, help="Embedded mode: send now, in this process.")
 @json_option
 def launch(campaign_id: int, wait: bool, as_json: bool) -> None:
-    """Decide every audience member, store the recipients and enqueue the batches."""
+    """Decide every audience member, store the recipients and enqueue the batches. Refuses,
+    before anyone is counted, what create refuses (the draft, the settings or the register
+    may have changed since). Says when the batches wait (ES-6) and what will send them."""
     ctx = Context.load()
 
     with ctx.engine.begin() as conn:
@@ -207,8 +213,92 @@ def launch(campaign_id: int, wait: bool, as_json: bool) -> None:
     if not as_json:
         _print_summary(f"campaign {campaign_id} launched", summary)
     _run_embedded_if_needed(ctx, campaign_id, wait, as_json)
+    after = _progress(ctx, campaign_id)
     if as_json:
-        emit_json({**summary.as_dict(), "enqueued_batches": len(enqueued)})
+        emit_json(
+            {
+                **summary.as_dict(),
+                "enqueued_batches": len(enqueued),
+                "waiting": after["waiting"],
+                "next_step": _next_step(ctx, campaign_id, after, wait),
+            }
+        )
+        return
+    _print_progress(after)
+    step = _next_step(ctx, campaign_id, after, wait)
+    if step:
+        console.print(step, highlight=False)
+
+
+def _progress(ctx: Context, campaign_id: int) -> dict[str, Any]:
+    """A campaign's state, its recipients per state, and what it waits for (ES-6) or, for
+    calls, the people listed and not yet exported: what status and launch say."""
+    from campaigns import progress
+
+    with ctx.engine.connect() as conn:
+        camp = campaign_mod.get(conn, campaign_id)
+        states = report_mod.counts(conn, campaign_id)
+        now = ctx.clock()
+        wait = progress.waiting(conn, camp, now)
+    return {
+        "id": campaign_id,
+        "channel": camp.channel,
+        "state": camp.state,
+        "states": states,
+        "waiting": wait.as_dict() if wait else None,
+        "expected_start": wait.as_dict()["until"] if wait else None,
+        "_waiting": wait,
+        "_now": now,
+    }
+
+
+def _print_progress(found: dict[str, Any]) -> None:
+    counts = ", ".join(f"{s} {n}" for s, n in found["states"].items() if n) or "no recipients"
+    wait = found["_waiting"]
+    shown = found["state"] + (f", {wait.text(found['_now'])}" if wait else "")
+    console.print(f"campaign {found['id']} ({shown}): {counts}", highlight=False)
+    if wait:
+        console.print(f"expected start: {wait.expected_start_text()}", highlight=False)
+
+
+def _next_step(ctx: Context, campaign_id: int, found: dict[str, Any], waited: bool) -> str:
+    """What the marketer must do (or keep running) for the campaign to go on; "" if nothing.
+    Embedded (no REDIS_URL): no process but this one and `outreach worker` sends."""
+    listed = found["states"].get("listed", 0)
+    if found["channel"] == "call" and listed:
+        return (
+            f"{listed} people are on the call list, not yet contacted: hand it to the call "
+            f"centre with `outreach calllist export {campaign_id} --out ringeliste.xlsx` "
+            "(they count as contacted from then)"
+        )
+    wait = found["_waiting"]
+    if wait is None and (found["state"] != campaign_mod.RUNNING or not found["states"]["queued"]):
+        return ""
+    when = wait.clock_text(found["_now"]) if wait else "now"
+    if ctx.settings.redis_url:
+        going = f"wait for {when}" if wait else "are queued"
+        return (
+            f"the batches {going}: `outreach worker` sends them and `outreach clock` "
+            "re-enqueues what waits; keep both running"
+        )
+    if wait is None and not waited:
+        return (
+            "nothing is sending: run `outreach worker` (it sends the batches), or "
+            f"`outreach campaign resume {campaign_id}`"
+        )
+    if wait is None:
+        return ""
+    if not waited:
+        return (
+            f"the batches wait for {when}, and with --no-wait nothing sends them here: keep "
+            f"`outreach worker` running (it sends them at {when}), or run "
+            f"`outreach campaign resume {campaign_id}` after {when}"
+        )
+    return (
+        f"the batches wait for {when}; this command's worker has stopped: keep "
+        f"`outreach worker` running (it sends them at {when}), or run "
+        f"`outreach campaign resume {campaign_id}` after {when}"
+    )
 
 
 def _move(campaign_id: int, to: str) -> campaign_mod.Campaign:
@@ -272,23 +362,25 @@ def cancel(campaign_id: int) -> None:
 )
 @json_option
 def status(campaign_id: int, watch: bool, as_json: bool) -> None:
-    """Recipients per state."""
+    """Recipients per state, and what the campaign waits for: "waiting until 09:00 (ES-6
+    quiet hours)" with the expected start; a call campaign's people listed and not yet
+    handed to the call centre ("listed", not "sent", until the list is exported)."""
     ctx = Context.load()
-    if watch and not as_json:
+    found = _progress(ctx, campaign_id)
+    # A campaign that waits (ES-6) has nothing to watch until then: say so at once.
+    if watch and not as_json and found["_waiting"] is None:
         from worker import embedded
 
         with embedded.progress_bar() as bar:
             embedded.watch(ctx, [campaign_id], bar)
-    with ctx.engine.connect() as conn:
-        rep = report_mod.build(conn, campaign_id)
-    payload: dict[str, Any] = {"id": campaign_id, "state": rep.campaign.state, "states": rep.states}
+        found = _progress(ctx, campaign_id)
     if as_json:
-        emit_json(payload)
-    else:
-        console.print(
-            f"campaign {campaign_id} ({rep.campaign.state}): "
-            + ", ".join(f"{s} {n}" for s, n in rep.states.items() if n)
-        )
+        emit_json({k: v for k, v in found.items() if not k.startswith("_")})
+        return
+    _print_progress(found)
+    step = _next_step(ctx, campaign_id, found, True)
+    if step:
+        console.print(step, highlight=False)
 
 
 @campaign.command("report")
@@ -300,44 +392,222 @@ def status(campaign_id: int, watch: bool, as_json: bool) -> None:
     default=None,
     help="Write a one-page HTML report with a funnel chart.",
 )
+@click.option(
+    "--lang",
+    type=click.Choice(["nb", "en"]),
+    default="nb",
+    show_default=True,
+    help="The report's language: Norwegian Bokmål or English.",
+)
 @json_option
-def report(campaign_id: int, html_file: Path | None, as_json: bool) -> None:
-    """Counts per state and per exclusion reason (with rule ids); the funnel."""
+def report(campaign_id: int, html_file: Path | None, lang: str, as_json: bool) -> None:
+    """Counts per state and per exclusion reason (each rule id with its sentence), the
+    campaign's dates, what the provider reported, and the message for a sample recipient."""
+    from worker.web import i18n
+
+    ctx = Context.load()
+    settings = ctx.settings
+    sender = report_mod.Sender(
+        settings.organisation_name, settings.organisation_number, settings.public_url
+    )
+    with ctx.engine.connect() as conn:
+        rep = report_mod.build(conn, campaign_id, sender=sender)
+    translations = i18n.compile_catalog(lang)
+    gettext = translations.gettext
+    if html_file is not None:
+        template = i18n.environment(lang, translations).get_template("report.html")
+        html_file.write_text(report_mod.html_report(rep, template, gettext, lang), encoding="utf-8")
+    if as_json:
+        emit_json(rep.as_dict(gettext))
+        return
+    for line in report_mod.text_lines(rep, gettext):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if html_file is not None:
+        console.print(gettext("HTML report written to %(path)s") % {"path": html_file})
+
+
+# Looking campaigns up and changing drafts (issue 19, point 7): campaigns.listing.
+
+
+@campaign.command("list")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(sorted(campaign_mod.TRANSITIONS)),
+    help="Only campaigns in this state (repeatable).",
+)
+@json_option
+def list_(states: tuple[str, ...], as_json: bool) -> None:
+    """Every campaign, newest first: id, name, channel, state, audience, sent, created
+    (Europe/Oslo; ISO 8601 with offset in --json). The audience is counted at launch: a
+    draft's is `-` (`campaign preview ID` counts it). Who created a campaign is not
+    recorded."""
+    from campaigns import listing
+
     ctx = Context.load()
     with ctx.engine.connect() as conn:
-        rep = report_mod.build(conn, campaign_id)
-    if html_file is not None:
-        html_file.write_text(report_mod.html_report(rep), encoding="utf-8")
+        found = listing.list_campaigns(conn, states)
     if as_json:
-        emit_json(rep.as_dict())
+        emit_json([item.as_dict() for item in found])
         return
-    from rich.table import Table
-
-    c = rep.campaign
-    console.rule(f"campaign {c.id}: {c.name} ({c.channel}, {c.state})")
-    t = Table(title="recipients by state")
-    t.add_column("state")
-    t.add_column("count", justify="right")
-    for s, n in rep.states.items():
-        if n:
-            t.add_row(s, str(n))
-    console.print(t)
-    e = Table(title="excluded at launch, by reason")
-    e.add_column("reason")
-    e.add_column("rule")
-    e.add_column("count", justify="right")
-    for row in rep.exclusions:
-        e.add_row(row["reason"], row["rule"], str(row["count"]))
-    console.print(e)
-    if rep.stopped_at_send:
-        console.print(
-            "stopped at send time: "
-            + ", ".join(f"{r['rule']} {r['count']}" for r in rep.stopped_at_send)
-        )
-    console.print("funnel: " + " -> ".join(f"{label} {n}" for label, n in rep.funnel()))
-    console.print(
-        f"review queue: {rep.review_open} open from this campaign's recipients"
-        + (" (replies that may be a no: `outreach review list`)" if rep.review_open else "")
+    if not found:
+        console.print("no campaigns" + (f" in state {', '.join(states)}" if states else ""))
+        return
+    # Plain columns, one campaign a line: read by people and by grep alike.
+    click.echo(
+        f"{'id':>4}  {'state':<9} {'channel':<7} {'audience':>8} {'sent':>6}  created (Europe/Oslo)  name; for"
     )
-    if html_file is not None:
-        console.print(f"HTML report written to {html_file}")
+    for item in found:
+        c = item.campaign
+        audience = "-" if item.audience is None else str(item.audience)
+        sent = str(item.sent) + (f" (+{item.listed} listed)" if item.listed else "")
+        click.echo(
+            f"{c.id:>4}  {c.state:<9} {c.channel:<7} {audience:>8} {sent:>6}  "
+            f"{listing.oslo(c.created_at):<21}  {c.name}; {listing.describe_audience(c.audience)}"
+        )
+    click.echo("who created a campaign is not recorded")
+
+
+@campaign.command("show")
+@click.argument("campaign_id", type=int)
+@json_option
+def show(campaign_id: int, as_json: bool) -> None:
+    """One campaign: its settings, counts, template, and the message as it will render for
+    an example recipient (marked as such: not a real person, the link a placeholder)."""
+    from campaigns import listing
+    from worker.services import partner_names
+
+    ctx = Context.load()
+    with ctx.engine.connect() as conn:
+        camp = campaign_mod.get(conn, campaign_id)
+        data = listing.shown(
+            conn, camp, ctx.policy, ctx.settings.public_url, partner_names=partner_names(ctx)
+        )
+    if as_json:
+        emit_json(data)
+        return
+    _print_shown(data)
+
+
+def _print_shown(data: dict[str, Any]) -> None:
+    """Plain lines, never wrapped: the message is shown as it will be sent."""
+    from datetime import datetime
+
+    from campaigns import listing
+
+    def line(label: str, value: object) -> None:
+        click.echo(f"{label + ':':<14} {value}")
+
+    click.echo(f"campaign {data['id']}: {data['name']}")
+    line("channel", data["channel"])
+    line("purpose", data["purpose"])
+    line("state", data["state"])
+    line("for", data["for"])
+    line("audience", "- (counted at launch)" if data["audience"] is None else data["audience"])
+    line("sent", data["sent"])
+    times = (("created", "created_at"), ("launched", "launched_at"), ("finished", "finished_at"))
+    for label, key in times:
+        if data[key]:
+            line(label, f"{listing.oslo(datetime.fromisoformat(data[key]))} Europe/Oslo")
+    line("created by", "not recorded")
+    sender = {k: v for k, v in data["sender"].items() if v}
+    line("sender", ", ".join(f"{k} {v}" for k, v in sender.items()) or "-")
+    if data["segment_limit"]:
+        line("segment limit", data["segment_limit"])
+    for example in data["examples"]:
+        click.echo(f"--- EXAMPLE for a {example['recipient']} ({example['note']}) ---")
+        if example["subject"] is not None:
+            click.echo(f"Subject: {example['subject']}")
+        click.echo(example["body"].rstrip("\n"))
+        if "segments" in example:
+            line("SMS segments", example["segments"])
+
+
+@campaign.command("edit")
+@click.argument("campaign_id", type=int)
+@click.option("--name", default=None)
+@click.option("--purpose", default=None, help="The product category (ES-2, TP-3).")
+@click.option(
+    "--template",
+    "template_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+)
+@click.option("--audience", type=click.Choice(["customers", "partners", "both"]), default=None)
+@click.option("--partner", "partners", multiple=True, help="Only leads from these partners.")
+@click.option("--postal-prefix", "postal_prefixes", multiple=True)
+@click.option("--caller-id", default=None, help="Calls: the number shown to the person (TP-6).")
+@click.option("--from-name", default=None)
+@click.option("--from-email", default=None)
+@click.option("--sms-sender", default=None)
+@click.option("--rate-limit", type=int, default=None, help="Messages per second.")
+@click.option("--segment-limit", type=int, default=None, help="SMS: most segments (SM-3).")
+@click.option("--batch-size", type=int, default=None)
+@json_option
+def edit(
+    campaign_id: int,
+    name: str | None,
+    purpose: str | None,
+    template_file: Path | None,
+    audience: str | None,
+    partners: tuple[str, ...],
+    postal_prefixes: tuple[str, ...],
+    caller_id: str | None,
+    from_name: str | None,
+    from_email: str | None,
+    sms_sender: str | None,
+    rate_limit: int | None,
+    segment_limit: int | None,
+    batch_size: int | None,
+    as_json: bool,
+) -> None:
+    """Change a draft; the checks of `campaign create` run again (ES-4, ALL-7, GD-1, SM-3,
+    TP-6). A launched campaign cannot be edited (exit 6); a template refused exits 5."""
+    from campaigns import listing
+
+    ctx = Context.load()
+    with ctx.engine.begin() as conn:
+        current = campaign_mod.get(conn, campaign_id)
+        changes = listing.Changes(
+            name=name,
+            purpose=purpose,
+            template_text=template_file.read_text(encoding="utf-8") if template_file else None,
+            audience=_edited_audience(current.audience, audience, partners, postal_prefixes),
+            caller_id=caller_id,
+            from_name=from_name,
+            from_email=from_email,
+            sms_sender=sms_sender,
+            rate_limit=rate_limit,
+            segment_limit=segment_limit,
+            batch_size=batch_size,
+        )
+        camp = listing.edit(conn, campaign_id, changes, ctx.policy, now=ctx.clock())
+    if as_json:
+        emit_json({"id": camp.id, "name": camp.name, "channel": camp.channel, "state": camp.state})
+    else:
+        console.print(f"campaign {camp.id} changed ({camp.channel}, purpose {camp.purpose}): draft")
+
+
+def _edited_audience(
+    current: campaign_mod.Audience,
+    audience: str | None,
+    partners: tuple[str, ...],
+    postal_prefixes: tuple[str, ...],
+) -> campaign_mod.Audience | None:
+    if audience is None and not partners and not postal_prefixes:
+        return None
+    from dataclasses import replace
+
+    changed = current
+    if audience is not None:
+        changed = replace(
+            changed,
+            customers=audience in ("customers", "both"),
+            partner_leads=audience in ("partners", "both"),
+        )
+    if partners:
+        changed = replace(changed, partners=partners)
+    if postal_prefixes:
+        changed = replace(changed, postal_prefixes=postal_prefixes)
+    return changed

@@ -11,17 +11,17 @@ from campaigns.customers import import_customer_files
 from campaigns.importresult import ALREADY_IMPORTED, REFUSED, ImportResult
 from worker.commands import json_option
 from worker.context import Context
-from worker.output import EXIT_INPUT_REFUSED, console, emit_json
+from worker.output import EXIT_INPUT_REFUSED, Summaries, console, emit_json
 
 SHOWN_ERRORS = 20
 
 
-@click.group()
+@click.group(cls=Summaries)
 def customers() -> None:
     """Customers from the CRM (ES-2 / TP-3 facts) and their alarm contacts (ALL-3)."""
 
 
-@customers.command("import")
+@customers.command("import", epilog="File format: docs/formats.md#crm-customers")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--alarm-contacts",

@@ -3,10 +3,10 @@ from __future__ import annotations
 import click
 
 from worker.context import Context
-from worker.output import EXIT_USAGE, console, fail
+from worker.output import EXIT_USAGE, Summaries, console, fail
 
 
-@click.group("db")
+@click.group("db", cls=Summaries)
 def db() -> None:
     """The database: create or migrate."""
 

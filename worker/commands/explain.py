@@ -1,13 +1,15 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from campaigns import archives, erasure, filetraces, people, rejected
+from campaigns.explain import detached_phones
 from campaigns.sources.partners_config import load_partners
+from suppression.calendar import OSLO
 from suppression.errors import ConfigurationError
 from suppression.policy import CHANNELS, decide
 from worker import db
@@ -120,8 +122,13 @@ def _destination_line(d: dict[str, Any]) -> str:
     return f"{line}; next attempt at {_when(d['next_attempt_at'])}"
 
 
-def _when(moment: datetime | None) -> str:
-    return moment.isoformat(timespec="seconds") if moment else "-"
+def _when(moment: Any) -> str:
+    """A time as text shows it: in Europe/Oslo, to the second, with its zone's name (the
+    JSON form is ISO 8601 in UTC, campaigns.explain.utc_times); a date as it is."""
+    if isinstance(moment, datetime):
+        aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return aware.astimezone(OSLO).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return "-" if moment is None else str(moment)
 
 
 @click.command()
@@ -174,6 +181,7 @@ def explain(
             _campaign(conn, ctx, person, campaign_id) if campaign_id is not None else None
         )
         erased_at = erasure.of_contact(conn, person.contact["id"]) if person.contact else []
+        detached = detached_phones(conn, person.contact["id"]) if person.contact else []
     contact = person.contact or {}
     payload = {
         "identity": {
@@ -186,6 +194,8 @@ def explain(
         "consents": person.consents,
         "customer": person.customer,
         "ledger": ledger_entries,
+        # Numbers the call centre reported as not the person's, detached from them.
+        "phone_detached": detached,
         "register": register_info,
         "purpose": purpose,
         "decisions": decisions,
@@ -215,39 +225,15 @@ def _campaign(conn: Any, ctx: Context, person: people.Person, campaign_id: int) 
 
 
 def _print(payload: dict[str, Any]) -> None:
-    contact = payload["contact"]
-    console.rule("what we hold")
-    if contact:
-        for key, value in contact.items():
-            if value is not None:
-                console.print(f"  {key}: {value}", highlight=False)
-    else:
-        console.print("  no contact data (never imported, or erased)")
-    for src in payload["sources"]:
-        console.print(
-            f"  source: {src['source']} ref={src['source_ref']} imported {src['imported_at']}",
-            highlight=False,
-        )
-    for c in payload["consents"]:
-        console.print(
-            f"  consent #{c['id']}: {c['channels']} given {c['given_at']} at {c['captured_at']} "
-            f"(wording {c['wording_version']}, named {c['company_named']}, source {c['source']})",
-            highlight=False,
-        )
-    if payload["customer"]:
-        cu = payload["customer"]
-        console.print(
-            f"  customer {cu['customer_id']}: contract {cu['contract_status']} until {cu['contract_end']}, "
-            f"products {cu['product_categories']}",
-            highlight=False,
-        )
+    """The text form: one line per fact, every time in Europe/Oslo (`_when`)."""
+    _print_held(payload)
     console.rule("ledger")
     if not payload["ledger"]:
         console.print("  no entries")
     for e in payload["ledger"]:
         console.print(
             f"  #{e['id']} {e['kind']} scope={e['scope']} reason={e['reason']} source={e['source']} "
-            f"at {e['occurred_at']} by {e['actor']}",
+            f"at {_when(e['occurred_at'])} by {e['actor']}",
             highlight=False,
         )
     reg = payload["register"]
@@ -263,11 +249,120 @@ def _print(payload: dict[str, Any]) -> None:
         for d in payload["erasure"]:
             console.print(f"  {_destination_line(d)}", highlight=False)
     console.rule(f"decisions (purpose: {payload['purpose']})")
+    reasons = {e["id"]: e["reason"] for e in payload["ledger"]}
     for channel, d in payload["decisions"].items():
         verdict = "[green]may contact[/]" if d["allowed"] else "[red]may not contact[/]"
         basis = f", basis {d['basis']}" if d["basis"] else ""
         evidence = f", evidence {', '.join(d['evidence'])}" if d["evidence"] else ""
         console.print(
-            f"  {channel:5} {verdict}: {d['decision']} by {d['rule']}{basis}{evidence}",
+            f"  {channel:5} {verdict}: {_label(d, reasons)}{basis}{evidence}", highlight=False
+        )
+    if "campaign" in payload:
+        _print_campaign(payload["campaign"])
+
+
+def _print_held(payload: dict[str, Any]) -> None:
+    contact = payload["contact"]
+    console.rule("what we hold (times in Europe/Oslo)")
+    if contact:
+        for key, value in contact.items():
+            if value is not None:
+                console.print(f"  {key}: {_when(value)}", highlight=False)
+    else:
+        console.print("  no contact data (never imported, or erased)")
+    for w in payload.get("phone_detached", []):
+        console.print(
+            f"  phone detached: wrong number reported by the call centre on "
+            f"{_when(w['reported_at'])} (campaign {w['campaign']})",
             highlight=False,
         )
+    for src in payload["sources"]:
+        ref = f" ref={src['source_ref']}" if src["source_ref"] else ""
+        console.print(
+            f"  source: {src['source']}{ref} imported {_when(src['imported_at'])}",
+            highlight=False,
+        )
+    for c in payload["consents"]:
+        console.print(
+            f"  consent #{c['id']}: {c['channels']} given {_when(c['given_at'])} at {c['captured_at']} "
+            f"(wording {c['wording_version']}, named {c['company_named']}, source {c['source']})",
+            highlight=False,
+        )
+    if payload["customer"]:
+        cu = payload["customer"]
+        until = f" until {cu['contract_end']}" if cu["contract_end"] else ""
+        console.print(
+            f"  customer {cu['customer_id']}: contract {cu['contract_status']}{until}, "
+            f"products {cu['product_categories']}",
+            highlight=False,
+        )
+
+
+def _label(decision: dict[str, Any], reasons: dict[int, str]) -> str:
+    """ "<decision> by <rule>"; a scope-all no that is only erasures is shown as what it is
+    (ALL-4), though the policy stops it as it stops an objection (ALL-1)."""
+    refs = [e.split(":") for e in decision["evidence"] if e.startswith("ledger:")]
+    erased = bool(refs) and all(
+        len(r) > 2 and r[1].isdigit() and reasons.get(int(r[1]), r[2]) == "erasure" for r in refs
+    )
+    if not decision["allowed"] and erased and len(refs) == len(decision["evidence"]):
+        return "excluded:erasure by ALL-4 (the no kept after erasure)"
+    return f"{decision['decision']} by {decision['rule']}"
+
+
+def _print_campaign(camp: dict[str, Any]) -> None:
+    """The person in one campaign: the decision at launch, the send-time re-check (ALL-6)
+    and what came of it."""
+    title = f"campaign {camp['id']}"
+    if camp.get("name"):
+        title += f": {camp['name']} ({camp['channel']})"
+    console.rule(title)
+    if camp.get("recipient") is None:
+        console.print(f"  {camp.get('note') or camp.get('error')}", highlight=False)
+        return
+    launch = camp["at_launch"]
+    basis = f", basis {launch['basis']}" if launch["basis"] else ""
+    evidence = f", evidence {', '.join(launch['evidence'])}" if launch["evidence"] else ""
+    console.print(
+        f"  at launch: {launch['decision']} by {launch['rule']}{basis}{evidence}", highlight=False
+    )
+    check = camp["at_send"]
+    if check["checked_at"] is None:
+        console.print("  at send: not checked (not sent, or not yet)", highlight=False)
+    else:
+        verdict = "stopped" if check["decision"] == "stop" else (check["decision"] or "send")
+        rule = f" by {check['rule']}" if check["rule"] else ""
+        console.print(
+            f"  at send (ALL-6): checked {_when(check['checked_at'])}: {verdict}{rule}",
+            highlight=False,
+        )
+    console.print(f"  outcome: {_outcome(camp)}", highlight=False)
+    for d in camp.get("delivery", []):
+        code = f" (error {d['error_code']})" if d["error_code"] else ""
+        console.print(f"  provider: {d['status']} at {_when(d['at'])}{code}", highlight=False)
+    for o in camp.get("call_outcomes", []):
+        console.print(f"  call centre: {o['outcome']} reported {_when(o['at'])}", highlight=False)
+
+
+_OUTCOMES = {
+    "excluded": "not contacted (excluded at launch)",
+    "excluded_at_send": "not contacted (suppressed at send)",
+    "queued": "waiting to be sent",
+    "sending": "being sent",
+    "staged": "handed to the provider, not yet confirmed",
+    "listed": "on the call list, no outcome yet",
+    "unknown": "unknown until reconciled with the provider",
+    "cancelled": "not contacted (campaign cancelled)",
+}
+
+
+def _outcome(camp: dict[str, Any]) -> str:
+    state = str(camp["state"])
+    if state == "sent" and camp.get("channel") == "call":
+        return "put on a call list for the call centre"
+    if state == "sent":
+        via = f" ({camp['provider_id']})" if camp["provider_id"] else ""
+        return f"sent {_when(camp['sent_at'])}{via}"
+    if state == "failed":
+        return f"failed: {camp['error'] or 'no reason given'}"
+    return _OUTCOMES.get(state, state)

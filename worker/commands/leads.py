@@ -17,7 +17,7 @@ from campaigns.sources.partners_config import load_partners, partner
 from suppression.errors import FileRefused
 from worker.commands import json_option
 from worker.context import Context
-from worker.output import console, emit_json
+from worker.output import Summaries, console, emit_json
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -25,12 +25,12 @@ if TYPE_CHECKING:
 SHOWN_ERRORS = 20
 
 
-@click.group()
+@click.group(cls=Summaries)
 def leads() -> None:
     """Partner leads: import a file, list who needs a source notice, purge expired leads."""
 
 
-@leads.command("import")
+@leads.command("import", epilog="File format: docs/formats.md#partner-leads")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--partner", "partner_name", required=True, help="The partner, as in the partners file."

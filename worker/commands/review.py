@@ -10,7 +10,7 @@ from campaigns.optouts.mailbox import MailboxConfig, MailboxReport
 from suppression.errors import ConfigurationError
 from worker.commands import json_option
 from worker.context import Context
-from worker.output import console, emit_json
+from worker.output import Summaries, console, emit_json
 
 
 def mailbox_config(ctx: Context) -> MailboxConfig | None:
@@ -45,7 +45,7 @@ def check_mailbox(ctx: Context) -> MailboxReport | None:
     return mailbox.check(ctx.engine, ctx.hasher, config, now=ctx.clock)
 
 
-@click.group("review")
+@click.group("review", cls=Summaries)
 def review_group() -> None:
     """Texts that may be a no (SMS replies, emails to the company): a person decides."""
 

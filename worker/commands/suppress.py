@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Final
 
 import click
 
 from suppression.ledger import REASONS, SCOPES, Ledger, entry_rows, event_id
 from worker.commands import identity_from, identity_options, json_option
 from worker.context import Context
-from worker.output import EXIT_NO, console, emit_json
+from worker.output import EXIT_NO, Summaries, console, emit_json
+
+SOURCE_MAX: Final = 80  # suppression.schema's ledger_entries.source
 
 channel_option = click.option(
     "--channel",
@@ -19,7 +23,7 @@ channel_option = click.option(
 reason_option = click.option("--reason", type=click.Choice(REASONS), required=True, help="Why.")
 
 
-@click.group()
+@click.group(cls=Summaries)
 def suppress() -> None:
     """The suppression ledger: add, import, check."""
 
@@ -62,7 +66,7 @@ def add(
         console.print("recorded" if added else "already recorded; nothing changed")
 
 
-@suppress.command("import")
+@suppress.command("import", epilog="File format: docs/formats.md#suppression-import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @reason_option
 @click.option(
@@ -74,7 +78,11 @@ def add(
 @click.option(
     "--format", "fmt", type=click.Choice(["plain", "mailchimp"]), default="plain", show_default=True
 )
-@click.option("--source", default=None, help="Source name (default: the file name).")
+@click.option(
+    "--source",
+    default=None,
+    help=f"Source name, at most {SOURCE_MAX} characters (default: import: and the file name).",
+)
 @json_option
 def import_(
     file: Path, reason: str, channel: str | None, fmt: str, source: str | None, as_json: bool
@@ -89,7 +97,9 @@ def import_(
     parse = parse_mailchimp if fmt == "mailchimp" else parse_plain
     items, errors = parse(file.read_bytes(), name=str(file))
     ctx = Context.load()
-    source_name = source or f"import:{file.name}"
+    if source is not None and not 0 < len(source) <= SOURCE_MAX:
+        raise click.BadParameter(f"1 to {SOURCE_MAX} characters", param_hint="--source")
+    source_name = source or import_source(file.name)
     rows: list[dict[str, object]] = []
     now = ctx.clock()
     for item in items:
@@ -121,6 +131,19 @@ def import_(
     console.print(f"{file}: {len(items)} good lines, {added} new entries, {len(errors)} refused")
     for e in errors:
         console.print(f"  line {e.row}, {e.field}: {e.reason}", highlight=False)
+
+
+def import_source(file_name: str) -> str:
+    """`import:` and the file name, as the ledger's source (80 characters at most): a longer
+    name keeps its start and end around a digest of the whole, so two long names that
+    differ only in the middle stay two sources."""
+    source = f"import:{file_name}"
+    if len(source) <= SOURCE_MAX:
+        return source
+    digest = hashlib.sha256(file_name.encode("utf-8")).hexdigest()[:12]
+    room = SOURCE_MAX - len("import:") - len(digest) - 2
+    head, tail = file_name[: room - room // 3], file_name[-(room // 3) :]
+    return f"import:{head}~{digest}~{tail}"
 
 
 @suppress.command("check")

@@ -38,6 +38,7 @@ def _landing(
         token=token,
         scope=page.scope,
         stopped=page.stopped,
+        customer=page.customer,
         choices=CHANNEL_SCOPES,
         error=error,
     )
@@ -125,4 +126,5 @@ async def unsubscribe_post(request: Request, token: str) -> HTMLResponse:
         return _landing(web, language, token, page, 400, message)
     if scopes is None:
         return web.not_found(language)
-    return web.page(language, "done.html", scopes=scopes)
+    contact = web.ctx.settings.organisation_contact
+    return web.page(language, "done.html", scopes=scopes, contact=contact)
