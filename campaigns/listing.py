@@ -19,7 +19,7 @@ from sqlalchemy import Connection, func, select, update
 from campaigns import campaign as campaign_mod
 from campaigns.campaign import Audience, Campaign, CampaignError, Sender
 from campaigns.campaign_schema import LISTED, SENT, campaigns, recipients
-from campaigns.templates import source_notice
+from campaigns.templates import example_values
 from suppression.calendar import OSLO
 from suppression.policy import PolicyConfig
 
@@ -135,13 +135,15 @@ def example_message(
     if partner_lead:
         named = [(partner_names or {}).get(p, p) for p in camp.audience.partners]
         partner = named[0] if named else EXAMPLE_PARTNER
-    values: dict[str, Any] = {
-        "unsubscribe_url": f"{public_url.rstrip('/')}/u/{EXAMPLE_TOKEN}",
-        "organisation": {"name": config.organisation_name, "number": config.organisation_number},
-        "source_notice": source_notice(partner, config.organisation_name),
-        "first_name": EXAMPLE_FIRST_NAME,
-        "name": f"{EXAMPLE_FIRST_NAME} {EXAMPLE_LAST_NAME}",
-    }
+    values = example_values(
+        public_url,
+        config.organisation_name,
+        config.organisation_number,
+        partner,
+        EXAMPLE_FIRST_NAME,
+        EXAMPLE_LAST_NAME,
+        EXAMPLE_TOKEN,
+    )
     subject, body = camp.message_template().render(values)
     shown: dict[str, Any] = {
         "example": True,

@@ -23,7 +23,7 @@ from campaigns import campaign as campaign_mod
 from campaigns.campaign_schema import FINAL_STATES, SENT, STATES, recipients
 from campaigns.optouts import review
 from campaigns.optouts.schema import delivery_events
-from campaigns.templates import source_notice
+from campaigns.templates import example_values
 from suppression.schema import ledger_entries, unsubscribe_tokens
 
 OSLO: Final = ZoneInfo("Europe/Oslo")
@@ -344,13 +344,15 @@ def _delivery(conn: Connection, campaign_id: int, provider: str) -> dict[str, in
 def sample_message(camp: campaign_mod.Campaign, sender: Sender) -> tuple[str, str]:
     """The subject and body as a made-up partner lead would get them: a source notice
     naming a made-up partner (GD-1) and a link that is not anyone's token."""
-    values = {
-        "unsubscribe_url": f"{sender.public_url.rstrip('/')}/u/{SAMPLE_TOKEN}",
-        "organisation": {"name": sender.organisation_name, "number": sender.organisation_number},
-        "source_notice": source_notice(SAMPLE_PARTNER, sender.organisation_name),
-        "first_name": SAMPLE_FIRST_NAME,
-        "name": f"{SAMPLE_FIRST_NAME} {SAMPLE_LAST_NAME}",
-    }
+    values = example_values(
+        sender.public_url,
+        sender.organisation_name,
+        sender.organisation_number,
+        SAMPLE_PARTNER,
+        SAMPLE_FIRST_NAME,
+        SAMPLE_LAST_NAME,
+        SAMPLE_TOKEN,
+    )
     subject, body = camp.message_template().render(values)
     return subject, body.strip("\n")
 

@@ -154,3 +154,24 @@ def source_notice(partner: str | None, organisation_name: str) -> str:
         f"Du kan når som helst reservere deg mot markedsføring fra {organisation_name} "
         "via lenken i denne meldingen."
     )
+
+
+def example_values(
+    public_url: str,
+    organisation_name: str,
+    organisation_number: str,
+    partner: str | None,
+    first_name: str,
+    last_name: str,
+    token: str,
+) -> dict[str, Any]:
+    """A template's values for a made-up recipient (`campaign show`, the report's example
+    message): `partner` names the partner of a made-up lead (GD-1), None for a customer;
+    `token` is a placeholder, not anyone's link."""
+    return {
+        "unsubscribe_url": f"{public_url.rstrip('/')}/u/{token}",
+        "organisation": {"name": organisation_name, "number": organisation_number},
+        "source_notice": source_notice(partner, organisation_name),
+        "first_name": first_name,
+        "name": f"{first_name} {last_name}",
+    }
